@@ -1,0 +1,57 @@
+"""Training records: metrics logged as device tensors and read back in batches."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+
+class MetricLog:
+    """Named series of (epoch, value). Values arrive as 0-dim device tensors and are copied to
+    the host together on ``flush()``, so recording never forces a device sync per epoch."""
+
+    def __init__(self):
+        self.series: dict[str, tuple[list[int], list[float]]] = {}
+        self._pending: list[tuple[str, int, torch.Tensor]] = []
+
+    def add(self, name: str, epoch: int, value: torch.Tensor) -> None:
+        self._pending.append((name, epoch, value.detach().reshape(())))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        values = torch.stack([v.float() for _, _, v in self._pending]).tolist()
+        for (name, epoch, _), value in zip(self._pending, values):
+            epochs, vals = self.series.setdefault(name, ([], []))
+            epochs.append(epoch)
+            vals.append(value)
+        self._pending.clear()
+
+    def values(self, name: str) -> list[float]:
+        return self.series.get(name, ([], []))[1]
+
+    def last(self, name: str) -> float:
+        values = self.values(name)
+        return values[-1] if values else math.nan
+
+
+@dataclass
+class GradeRecord:
+    """What training one grade did: curves, how it ended, its wall time and final metrics."""
+
+    grade: int
+    shape: dict
+    epochs_run: int
+    stop_reason: str
+    time_s: float
+    curves: dict[str, dict[str, list]] = field(default_factory=dict)
+    final: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GradeRecord:
+        return cls(**data)

@@ -1,0 +1,216 @@
+"""Grade-by-grade training (MGDL) and its end-to-end baseline (SGDL)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .block import BlockParams, BlockShape
+from .cache import FeatureCache, RecomputedFeatures, freeze_grade
+from .config import ModelConfig, TrainConfig
+from .early_stop import ValidationSmoothing
+from .errors import DivergenceError
+from .history import GradeRecord, MetricLog
+from .model import MultiGradeModel
+from .optim import GradeOptimizer
+from .tasks.regression import psnr_from_loss
+
+
+@dataclass
+class FitResult:
+    """The trained model, one record per grade, the backends used, and a divergence if any."""
+
+    model: MultiGradeModel
+    records: list[GradeRecord] = field(default_factory=list)
+    backends: dict[str, str] = field(default_factory=dict)
+    diverged: DivergenceError | None = None
+
+
+def grade_shapes(model_cfg: ModelConfig, in_dim: int, out_dim: int) -> list[BlockShape]:
+    """Block shapes: MGDL grade 1 reads ``in_dim`` inputs and later grades ``width`` features;
+    SGDL is one block of ``grades * layers`` hidden layers."""
+    w = model_cfg.width
+    if model_cfg.kind == "sgdl":
+        return [BlockShape(in_dim, w, model_cfg.grades * model_cfg.layers, out_dim)]
+    return [
+        BlockShape(in_dim if k == 0 else w, w, model_cfg.layers, out_dim)
+        for k in range(model_cfg.grades)
+    ]
+
+
+def train_grade(
+    grade: int,
+    params: BlockParams,
+    inputs: FeatureCache | RecomputedFeatures,
+    objective,
+    cfg: TrainConfig,
+    stop_rule: ValidationSmoothing,
+    *,
+    total_grades: int,
+    progress: bool,
+) -> tuple[MetricLog, int, str, dict[str, str]]:
+    """Full-batch training of one grade in place. Returns (log, epochs run, stop reason,
+    op -> backend). Raises DivergenceError when a recorded loss is NaN or infinite."""
+    backends = objective.start_grade(inputs.get("train"), params)
+    optimizer = GradeOptimizer(cfg.optimizer, cfg.lr, params, backend=cfg.backend)
+    backends[optimizer.op] = optimizer.backend_name
+    grad = params.zeros_like()
+    log = MetricLog()
+    reason = "max_epochs"
+    bar = tqdm(
+        total=cfg.epochs,
+        desc=f"grade {grade}/{total_grades}",
+        unit="ep",
+        disable=not progress,
+        leave=True,
+        dynamic_ncols=True,
+    )
+    epoch = 0
+    for epoch in range(cfg.epochs):
+        objective.step(inputs, params, grad)
+        optimizer.step(params, grad)
+        if epoch % cfg.record_every == 0:
+            for name, value in objective.record(
+                inputs, params, with_test=epoch % cfg.test_every == 0
+            ).items():
+                log.add(name, epoch, value)
+        check = stop_rule.is_check_epoch(epoch)
+        if check or epoch == cfg.epochs - 1:
+            log.flush()
+            _raise_if_diverged(grade, log)
+            bar.set_postfix(
+                loss=f"{log.last('train_loss'):.3e}",
+                psnr=f"{psnr_from_loss(log.last('val_loss')):.2f}",
+            )
+            if check and cfg.early_stopping and stop_rule.should_stop(log.values("val_loss")):
+                reason = "early_stopping"
+                bar.update(1)
+                break
+        bar.update(1)
+    bar.close()
+    return log, epoch + 1, reason, backends
+
+
+def _raise_if_diverged(grade: int, log: MetricLog) -> None:
+    epochs, losses = log.series.get("train_loss", ([], []))
+    for epoch, loss in zip(epochs, losses):
+        if not math.isfinite(loss):
+            raise DivergenceError(grade, epoch, loss)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fit(
+    task,
+    objective,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    on_grade_end: Callable[[FitResult], None] | None = None,
+    resume: MultiGradeModel | None = None,
+    resume_records: list[GradeRecord] | None = None,
+) -> FitResult:
+    """Train ``model_cfg``'s grades one after another on ``task`` with ``objective``.
+
+    Each grade trains on the cached last-hidden features of the previous one (coordinates for
+    grade 1), is frozen, and its outputs are absorbed into the objective's residuals; then its
+    own features replace the cache. ``resume`` continues after the grades of an earlier run
+    (their features are computed once). A diverging grade ends training: the result keeps the
+    grades before it and carries the error in ``diverged``. ``on_grade_end`` is called after
+    every grade with the result so far (for outputs and checkpoints).
+    """
+    device = train_cfg.torch_device()
+    feature_dtype = train_cfg.feature_dtype(device)
+    shapes = grade_shapes(model_cfg, task.in_dim, task.out_dim)
+    stop_kwargs = {"check_at_start": model_cfg.kind == "sgdl"}
+    coords = {name: task.splits[name].x for name in objective.splits}
+    result = FitResult(MultiGradeModel(), list(resume_records or []))
+    inputs: FeatureCache | RecomputedFeatures
+    inputs = (
+        FeatureCache(coords)
+        if train_cfg.feature_cache
+        else RecomputedFeatures(result.model, coords)
+    )
+    if resume is not None and len(resume):
+        inputs = _resume(result, resume, inputs, objective, train_cfg, feature_dtype)
+        if not train_cfg.feature_cache:
+            inputs = RecomputedFeatures(result.model, coords)
+
+    for k in range(len(result.model), len(shapes)):
+        grade = k + 1
+        start = time.perf_counter()
+        params = BlockParams.init(shapes[k], seed=train_cfg.seed, device=device)
+        stop_rule = ValidationSmoothing(
+            train_cfg.record_every, train_cfg.smooth_window, train_cfg.rel_tol, **stop_kwargs
+        )
+        try:
+            log, epochs_run, reason, backends = train_grade(
+                grade,
+                params,
+                inputs,
+                objective,
+                train_cfg,
+                stop_rule,
+                total_grades=len(shapes),
+                progress=progress,
+            )
+        except DivergenceError as exc:
+            result.diverged = exc
+            break
+        result.backends.update(backends)
+        new_inputs, outputs = freeze_grade(
+            params,
+            inputs,
+            objective.splits,
+            feature_dtype,
+            backend=train_cfg.backend,
+            chunk_size=train_cfg.chunk_size,
+        )
+        objective.absorb(outputs)
+        result.model.append(params)
+        if train_cfg.feature_cache:
+            inputs.release()
+            inputs = new_inputs
+        else:
+            new_inputs.release()
+        _sync(device)
+        result.records.append(
+            GradeRecord(
+                grade=grade,
+                shape=vars(shapes[k]),
+                epochs_run=epochs_run,
+                stop_reason=reason,
+                time_s=time.perf_counter() - start,
+                curves={name: {"epoch": e, "value": v} for name, (e, v) in log.series.items()},
+                final=objective.final_metrics(),
+            )
+        )
+        if on_grade_end is not None:
+            on_grade_end(result)
+    return result
+
+
+def _resume(result, model, inputs, objective, train_cfg, feature_dtype) -> FeatureCache:
+    """Re-freeze an earlier run's grades: one forward each to rebuild residuals and features."""
+    for params in model.grades:
+        new_inputs, outputs = freeze_grade(
+            params,
+            inputs,
+            objective.splits,
+            feature_dtype,
+            backend=train_cfg.backend,
+            chunk_size=train_cfg.chunk_size,
+        )
+        objective.absorb(outputs)
+        result.model.append(params)
+        inputs = new_inputs
+    return inputs

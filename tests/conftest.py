@@ -1,0 +1,42 @@
+"""Seeds, markers and the Triton interpreter switch for the test suite."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Triton kernels can only run on a CPU machine under the interpreter, and the variable must be
+# set before any @triton.jit function is created.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+SHARED_IMAGES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "images")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def shared_image():
+    """Path of an image in ../shared/images, skipping the test when the folder is absent."""
+
+    def get(name: str) -> str:
+        path = os.path.join(SHARED_IMAGES, name)
+        if not os.path.exists(path):
+            pytest.skip(f"test image {name} not found in {SHARED_IMAGES}")
+        return path
+
+    return get
