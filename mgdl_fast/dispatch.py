@@ -1,7 +1,9 @@
 """Backend registry: which implementation serves an op, and why the others cannot.
 
 A backend is a module exposing ``NAME``, ``unavailable_reason() -> str | None``,
-``unsupported_reasons(op, x, params) -> list[str]`` and one function per op in ``OPS``.
+``unsupported_reasons(op, x, params) -> list[str]``, ``AUTO_DEVICE_TYPES`` (the device types
+``auto`` may pick it for; Triton's interpreter serves CPU tensors when asked explicitly, but
+auto must not send CPU training there) and one function per op in ``OPS``.
 Modules load lazily on first use, so importing mgdl_fast never imports Triton or the CUDA
 extension. Resolution order: the explicit ``backend=`` argument, then ``MGDL_FAST_BACKEND``, then
 ``auto`` (the first of ``AUTO_ORDER`` that can serve the inputs).
@@ -102,11 +104,21 @@ def resolve(
         if why:
             raise BackendUnavailableError(f"backend {name!r} cannot run {op}: " + "; ".join(why))
         return name, getattr(_modules[name], op)
+    device_type = _device_type(x, params)
     for candidate in AUTO_ORDER:
         why = reasons(candidate, op, x, params)
+        module = _modules.get(candidate)
+        if not why and device_type not in getattr(module, "AUTO_DEVICE_TYPES", ("cpu", "cuda")):
+            why = [f"auto does not pick {candidate} for {device_type} tensors"]
         if not why:
             return candidate, getattr(_modules[candidate], op)
         if (candidate, op) not in _logged_fallbacks:
             _logged_fallbacks.add((candidate, op))
             _log.info("backend %s skipped for %s: %s", candidate, op, "; ".join(why))
     raise BackendUnavailableError(f"no backend can run {op}")
+
+
+def _device_type(x: torch.Tensor | None, params: BlockParams | None) -> str:
+    if x is not None:
+        return x.device.type
+    return params.flat.device.type if params is not None else "cpu"

@@ -1,8 +1,8 @@
 """The reference backend: plain PyTorch on any device, the oracle and the fallback.
 
-Every backend module exposes the same names: ``NAME``, ``unavailable_reason()``,
-``unsupported_reasons(op, x, params)`` and the ops ``block_fwd``, ``block_bwd``, ``grade_step``,
-``adam_step``, ``gd_step``.
+Every backend module exposes the same names: ``NAME``, ``AUTO_DEVICE_TYPES``,
+``unavailable_reason()``, ``unsupported_reasons(op, x, params)`` and the ops ``block_fwd``,
+``block_bwd``, ``grade_step``, ``adam_step``, ``gd_step``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from .grade_step import grade_step
 from .optim import adam_step, gd_step
 
 NAME = "reference"
+AUTO_DEVICE_TYPES = ("cpu", "cuda")
 
 __all__ = [
+    "AUTO_DEVICE_TYPES",
     "NAME",
     "adam_step",
     "block_apply",
