@@ -11,7 +11,7 @@ grade as a single tensor, and gradients use the same layout.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 import torch
@@ -38,6 +38,13 @@ class BlockShape:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"block {name} must be an integer >= 1, got {value!r}")
+
+    def to_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BlockShape:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
     @cached_property
     def layer_dims(self) -> tuple[tuple[int, int], ...]:

@@ -26,7 +26,7 @@ def save_checkpoint(path: str | Path, model: MultiGradeModel, config: dict) -> t
     tensors = {
         f"grade{k + 1}": p.flat.detach().cpu().contiguous() for k, p in enumerate(model.grades)
     }
-    grades = [{**vars(p.shape), "scale": scale} for p, scale in zip(model.grades, model.scales)]
+    grades = [{**p.shape.to_dict(), "scale": s} for p, s in zip(model.grades, model.scales)]
     meta = {"format": FORMAT, "grades": grades, "config": config}
     tensor_path, json_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     save_file(tensors, str(tensor_path), metadata={"format": FORMAT})
@@ -55,16 +55,20 @@ def load_checkpoint(
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{json_path} is not an mgdl_fast checkpoint (format {FORMAT})")
     model = MultiGradeModel()
-    for k, grade in enumerate(meta["grades"]):
-        scale = grade.pop("scale")
-        shape = BlockShape(**grade)
+    for k, grade in enumerate(meta.get("grades", [])):
+        try:
+            shape, scale = BlockShape.from_dict(grade), float(grade["scale"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{json_path}: grade {k + 1} is malformed ({exc})") from None
         flat = tensors.get(f"grade{k + 1}")
         if flat is None or flat.shape != (shape.num_params,):
             raise InputError(
                 f"checkpoint {tensor_path}: grade {k + 1} tensor missing or of wrong size"
             )
         model.append(BlockParams(shape, flat.float()), scale)
-    return model, meta["config"]
+    if not len(model):
+        raise InputError(f"{json_path}: the checkpoint holds no grades")
+    return model, meta.get("config", {})
 
 
 def _resolve_stem(path: Path) -> Path:

@@ -66,7 +66,8 @@ def train_grade(
         total=cfg.epochs,
         desc=f"grade {grade}/{total_grades}",
         unit="ep",
-        disable=not progress,
+        # None: tqdm shows the bar on a terminal only (redrawn bars flood log files).
+        disable=None if progress else True,
         leave=True,
         dynamic_ncols=True,
     )
@@ -186,7 +187,7 @@ def fit(
         result.records.append(
             GradeRecord(
                 grade=grade,
-                shape=vars(shapes[k]),
+                shape=shapes[k].to_dict(),
                 epochs_run=epochs_run,
                 stop_reason=reason,
                 time_s=time.perf_counter() - start,

@@ -1,0 +1,7 @@
+"""``python -m mgdl_fast`` runs the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,38 @@
+"""The ``mgdl-fast`` command line: one module per subcommand, errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MGDLError
+from . import fit, info, predict
+
+COMMANDS = (fit, predict, info)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with single-line errors (argparse's own add a usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mgdl-fast", description="Multi-grade deep learning, fast.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except MGDLError as exc:
+        print(f"mgdl-fast: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mgdl-fast: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,175 @@
+"""``mgdl-fast fit [IMAGE]``: train MGDL (or the SGDL baseline) on an image; write its outputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..checkpoint import load_checkpoint
+from ..config import CACHE_DTYPES, MODEL_KINDS, OPTIMIZERS, ModelConfig, TrainConfig
+from ..errors import InputError
+from ..images import default_image, load_image
+from ..objectives import RegressionObjective
+from ..outputs import CHECKPOINT_STEM, RunWriter, environment, read_records
+from ..tasks import RegressionTask
+from ..trainer import fit
+from .summary import grade_line, print_summary
+
+# Values a preset fills in when the option is not given. 'auto' is paper on CUDA, quick on CPU.
+PRESETS = {
+    "quick": {"epochs": 300},
+    "paper": {"epochs": 10_000},
+}
+DEFAULT_IMAGE = "skimage.data.camera()"
+
+
+def _regression(image, task_cfg, train_cfg, device):
+    task = RegressionTask(image.pixels, device=device)
+    return task, RegressionObjective(
+        task, backend=train_cfg.backend, chunk_size=train_cfg.chunk_size
+    )
+
+
+TASKS = {"regression": _regression}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("fit", help="fit an image grade by grade (default: skimage's cameraman)")
+    p.add_argument("image", nargs="?", help=f"image file (default: {DEFAULT_IMAGE})")
+    p.add_argument("--task", choices=sorted(TASKS), default="regression")
+    p.add_argument("--model", choices=MODEL_KINDS, default="mgdl", help="mgdl or the sgdl baseline")
+    p.add_argument(
+        "--grades", type=int, default=4, help="grades (SGDL: grades*layers hidden layers)"
+    )
+    p.add_argument("--width", type=int, default=128, help="hidden width")
+    p.add_argument("--layers", type=int, default=2, help="hidden layers per grade")
+    p.add_argument(
+        "--preset",
+        choices=("auto", *PRESETS),
+        default="auto",
+        help="quick: 300 epochs per grade; paper: 10000 with early stopping; "
+        "auto: paper on CUDA, quick on CPU",
+    )
+    p.add_argument("--epochs", type=int, help="epochs per grade (SGDL: in total)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    p.add_argument("--no-early-stop", action="store_true", help="always run every epoch")
+    p.add_argument("--record-every", type=int, default=10, help="epochs between train/val records")
+    p.add_argument("--test-every", type=int, default=50, help="epochs between test records")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--backend", default=None, help="reference, triton, cuda or auto")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed (same for each grade)")
+    p.add_argument(
+        "--cache-dtype",
+        choices=("auto", *CACHE_DTYPES),
+        default="auto",
+        help="dtype of cached features (auto: bf16 on CUDA, fp32 on CPU)",
+    )
+    p.add_argument(
+        "--no-feature-cache",
+        action="store_true",
+        help="recompute earlier grades every epoch (to measure what the cache saves)",
+    )
+    p.add_argument("--out", help="output directory (default: runs/<image>_<model>)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out after its last finished grade",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def config_from_args(args) -> dict:
+    """The run's full configuration (validated) from the command line and the preset."""
+    device = TrainConfig(device=args.device).torch_device()
+    preset = (
+        args.preset if args.preset != "auto" else ("paper" if device.type == "cuda" else "quick")
+    )
+    epochs = args.epochs if args.epochs is not None else PRESETS[preset]["epochs"]
+    model = ModelConfig(kind=args.model, grades=args.grades, width=args.width, layers=args.layers)
+    train = TrainConfig(
+        epochs=epochs,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        early_stopping=not args.no_early_stop,
+        record_every=args.record_every,
+        test_every=args.test_every,
+        seed=args.seed,
+        device=args.device,
+        backend=args.backend,
+        cache_dtype=args.cache_dtype,
+        feature_cache=not args.no_feature_cache,
+    )
+    return {
+        "task": {"name": args.task},
+        "preset": preset,
+        "model": model.to_dict(),
+        "train": train.to_dict(),
+        "image": {"source": args.image or DEFAULT_IMAGE},
+    }
+
+
+def _load(source: str):
+    return default_image() if source == DEFAULT_IMAGE else load_image(source)
+
+
+def _note(message: str) -> None:
+    print(f"mgdl-fast: note: {message}", file=sys.stderr)
+
+
+def run(args) -> int:
+    stem = Path(args.image).stem if args.image else "camera"
+    out = Path(args.out or f"runs/{stem}_{args.model}")
+    resume_model, records = None, []
+    if args.resume:
+        if not (out / "metrics.json").is_file():
+            raise InputError(f"--resume: no earlier run in {out} (metrics.json not found)")
+        config, records = read_records(out)
+        config["train"].update(device=args.device, backend=args.backend)
+    else:
+        config = config_from_args(args)
+    image = _load(config["image"]["source"])
+    for note in image.notes:
+        _note(note)
+    config["image"].update(
+        height=image.height, width=image.width, channels=image.channels, notes=image.notes
+    )
+    model_cfg, train_cfg = ModelConfig(**config["model"]), TrainConfig(**config["train"])
+    device = train_cfg.torch_device()
+    if args.resume:
+        resume_model, _ = load_checkpoint(out / CHECKPOINT_STEM, device=device)
+        records = records[: len(resume_model)]
+        _note(f"resuming {out} after grade {len(resume_model)}")
+    elif config["preset"] == "quick" and args.epochs is None:
+        _note("quick preset: 300 epochs per grade (use --preset paper for the papers' protocol)")
+    task, objective = TASKS[config["task"]["name"]](image, config["task"], train_cfg, device)
+    writer = RunWriter(
+        out,
+        config,
+        environment(device),
+        title=f"{model_cfg.kind.upper()} {config['task']['name']}: {Path(image.source).name}",
+    )
+
+    def grade_done(result):
+        writer.grade_done(result, objective.reconstruction())
+        if not args.quiet:
+            print(grade_line(result.records[-1], len(result.model), model_cfg), file=sys.stderr)
+
+    result = fit(
+        task,
+        objective,
+        model_cfg,
+        train_cfg,
+        progress=not args.quiet,
+        on_grade_end=grade_done,
+        resume=resume_model,
+        resume_records=records,
+    )
+    writer.finish(result)
+    print_summary(result, out)
+    if result.diverged is not None:
+        kept = f"kept grades 1-{len(result.model)}" if len(result.model) else "no grade was kept"
+        print(f"mgdl-fast: error: {result.diverged}; {kept} in {out}", file=sys.stderr)
+        return 1
+    return 0

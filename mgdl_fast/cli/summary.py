@@ -1,0 +1,34 @@
+"""The table printed at the end of a fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..trainer import FitResult
+
+_METRICS = ("train_psnr", "val_psnr", "test_psnr")
+
+
+def grade_line(record, grades_done: int, model_cfg) -> str:
+    """One line when a grade finishes (the only progress shown when stderr is not a terminal)."""
+    total = model_cfg.grades if model_cfg.kind == "mgdl" else 1
+    metrics = ", ".join(
+        f"{m.replace('_', ' ')} {record.final[m]:.2f} dB" for m in _METRICS if m in record.final
+    )
+    return (
+        f"grade {grades_done}/{total}: {record.epochs_run} epochs ({record.stop_reason}) "
+        f"in {record.time_s:.1f} s; {metrics}"
+    )
+
+
+def print_summary(result: FitResult, out: Path) -> None:
+    names = [m for m in _METRICS if result.records and m in result.records[0].final]
+    header = f"{'grade':>5} {'epochs':>7} {'stopped by':>15} {'time (s)':>9}"
+    header += "".join(f" {m.replace('_', ' '):>11}" for m in names)
+    print(header)
+    for r in result.records:
+        row = f"{r.grade:>5} {r.epochs_run:>7} {r.stop_reason:>15} {r.time_s:>9.2f}"
+        row += "".join(f" {r.final[m]:>11.3f}" for m in names)
+        print(row)
+    total = sum(r.time_s for r in result.records)
+    print(f"total {total:.2f} s; backends {result.backends}; outputs in {out}")
