@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .dispatch import BACKEND_MODULES
 from .errors import InputError
 
 MODEL_KINDS = ("mgdl", "sgdl")
@@ -87,6 +88,10 @@ class TrainConfig:
         _require(
             self.optimizer in OPTIMIZERS,
             f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}",
+        )
+        _require(
+            self.backend in (None, "auto", *BACKEND_MODULES),
+            f"unknown backend {self.backend!r}; choose from {', '.join(BACKEND_MODULES)} or auto",
         )
         _require(
             self.cache_dtype in ("auto", *CACHE_DTYPES),

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
 
 from .block import BlockParams
 from .dispatch import resolve
 from .tasks.regression import RegressionTask, psnr_from_loss
+
+
+class Objective(Protocol):
+    """What the trainer needs from a task's loss. ``inputs.get(split)`` gives the grade's inputs
+    ``[N, D]`` (coordinates or cached features) for each split in ``splits``."""
+
+    splits: tuple[str, ...]
+
+    def start_grade(self, x_train: torch.Tensor, params: BlockParams) -> dict[str, str]:
+        """Prepare a new grade (pick backends); returns op -> backend name."""
+
+    def step(self, inputs, params: BlockParams, grad: BlockParams) -> torch.Tensor:
+        """Write dL/dparams into ``grad``; return the loss as a 0-dim device tensor."""
+
+    def record(self, inputs, params: BlockParams, *, with_test: bool) -> dict[str, torch.Tensor]:
+        """Metrics to log now (0-dim device tensors); must include ``train_loss``."""
+
+    def postfix(self, log) -> dict[str, str]:
+        """What the progress bar shows, from the flushed MetricLog."""
+
+    def grade_scale(self) -> float:
+        """The factor the just-trained grade's output is multiplied by in the prediction."""
+
+    def absorb(self, outputs: dict[str, torch.Tensor]) -> None:
+        """Take a frozen grade's outputs ``[N, C]`` per split into the running state."""
+
+    def final_metrics(self) -> dict[str, float]:
+        """Metrics of the accumulated prediction after the latest grade."""
+
+    def reconstruction(self) -> np.ndarray:
+        """The accumulated prediction as an image ``[H, W, C]``."""
 
 
 @torch.no_grad()
@@ -55,10 +88,19 @@ class RegressionObjective:
             for name in names
         }
 
-    def absorb(self, outputs: dict[str, torch.Tensor], scale: float = 1.0) -> None:
+    def postfix(self, log) -> dict[str, str]:
+        return {
+            "loss": f"{log.last('train_loss'):.3e}",
+            "val_psnr": f"{psnr_from_loss(log.last('val_loss')):.2f}",
+        }
+
+    def grade_scale(self) -> float:
+        return 1.0
+
+    def absorb(self, outputs: dict[str, torch.Tensor]) -> None:
         """Subtract a frozen grade's outputs ``[N, C]`` from every split's residual."""
         for name, out in outputs.items():
-            self.residual[name].sub_(out, alpha=scale)
+            self.residual[name].sub_(out)
 
     def final_metrics(self) -> dict[str, float]:
         """Losses and PSNRs of the accumulated prediction, from the residuals."""

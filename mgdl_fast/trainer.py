@@ -17,8 +17,8 @@ from .early_stop import ValidationSmoothing
 from .errors import DivergenceError
 from .history import GradeRecord, MetricLog
 from .model import MultiGradeModel
+from .objectives import Objective
 from .optim import GradeOptimizer
-from .tasks.regression import psnr_from_loss
 
 
 @dataclass
@@ -43,58 +43,59 @@ def grade_shapes(model_cfg: ModelConfig, in_dim: int, out_dim: int) -> list[Bloc
     ]
 
 
+# Runs before every optimizer step of a grade as hook(grade, epoch, params, inputs, objective);
+# a returned string stops the grade with that reason (e.g. the eigenvalue stopping rule).
+GradeHook = Callable[[int, int, BlockParams, object, Objective], "str | None"]
+
+
 def train_grade(
     grade: int,
     params: BlockParams,
     inputs: FeatureCache | RecomputedFeatures,
-    objective,
+    objective: Objective,
     cfg: TrainConfig,
     stop_rule: ValidationSmoothing,
     *,
     total_grades: int,
     progress: bool,
+    hook: GradeHook | None = None,
 ) -> tuple[MetricLog, int, str, dict[str, str]]:
-    """Full-batch training of one grade in place. Returns (log, epochs run, stop reason,
-    op -> backend). Raises DivergenceError when a recorded loss is NaN or infinite."""
+    """Full-batch training of one grade in place. Returns (log, optimizer steps taken, stop
+    reason, op -> backend). Raises DivergenceError when a recorded loss is NaN or infinite."""
     backends = objective.start_grade(inputs.get("train"), params)
     optimizer = GradeOptimizer(cfg.optimizer, cfg.lr, params, backend=cfg.backend)
     backends[optimizer.op] = optimizer.backend_name
-    grad = params.zeros_like()
-    log = MetricLog()
-    reason = "max_epochs"
-    bar = tqdm(
+    grad, log, reason, steps = params.zeros_like(), MetricLog(), "max_epochs", 0
+    # disable=None: tqdm shows the bar on a terminal only (redrawn bars flood log files).
+    with tqdm(
         total=cfg.epochs,
         desc=f"grade {grade}/{total_grades}",
         unit="ep",
-        # None: tqdm shows the bar on a terminal only (redrawn bars flood log files).
         disable=None if progress else True,
-        leave=True,
         dynamic_ncols=True,
-    )
-    epoch = 0
-    for epoch in range(cfg.epochs):
-        objective.step(inputs, params, grad)
-        optimizer.step(params, grad)
-        if epoch % cfg.record_every == 0:
-            for name, value in objective.record(
-                inputs, params, with_test=epoch % cfg.test_every == 0
-            ).items():
-                log.add(name, epoch, value)
-        check = stop_rule.is_check_epoch(epoch)
-        if check or epoch == cfg.epochs - 1:
-            log.flush()
-            _raise_if_diverged(grade, log)
-            bar.set_postfix(
-                loss=f"{log.last('train_loss'):.3e}",
-                psnr=f"{psnr_from_loss(log.last('val_loss')):.2f}",
-            )
-            if check and cfg.early_stopping and stop_rule.should_stop(log.values("val_loss")):
-                reason = "early_stopping"
-                bar.update(1)
+    ) as bar:
+        for epoch in range(cfg.epochs):
+            if hook is not None and (stop := hook(grade, epoch, params, inputs, objective)):
+                reason = stop
                 break
-        bar.update(1)
-    bar.close()
-    return log, epoch + 1, reason, backends
+            objective.step(inputs, params, grad)
+            optimizer.step(params, grad)
+            steps += 1
+            bar.update(1)
+            if epoch % cfg.record_every == 0:
+                with_test = epoch % cfg.test_every == 0
+                for name, value in objective.record(inputs, params, with_test=with_test).items():
+                    log.add(name, epoch, value)
+            check = stop_rule.is_check_epoch(epoch)
+            if check or epoch == cfg.epochs - 1:
+                log.flush()
+                _raise_if_diverged(grade, log)
+                bar.set_postfix(objective.postfix(log))
+                if check and cfg.early_stopping and stop_rule.should_stop(log.values("val_loss")):
+                    reason = "early_stopping"
+                    break
+        log.flush()
+    return log, steps, reason, backends
 
 
 def _raise_if_diverged(grade: int, log: MetricLog) -> None:
@@ -119,6 +120,7 @@ def fit(
     on_grade_end: Callable[[FitResult], None] | None = None,
     resume: MultiGradeModel | None = None,
     resume_records: list[GradeRecord] | None = None,
+    hook: GradeHook | None = None,
 ) -> FitResult:
     """Train ``model_cfg``'s grades one after another on ``task`` with ``objective``.
 
@@ -127,7 +129,8 @@ def fit(
     own features replace the cache. ``resume`` continues after the grades of an earlier run
     (their features are computed once). A diverging grade ends training: the result keeps the
     grades before it and carries the error in ``diverged``. ``on_grade_end`` is called after
-    every grade with the result so far (for outputs and checkpoints).
+    every grade with the result so far (for outputs and checkpoints); ``hook`` runs before every
+    optimizer step (see GradeHook).
     """
     device = train_cfg.torch_device()
     feature_dtype = train_cfg.feature_dtype(device)
@@ -163,6 +166,7 @@ def fit(
                 stop_rule,
                 total_grades=len(shapes),
                 progress=progress,
+                hook=hook,
             )
         except DivergenceError as exc:
             result.diverged = exc
@@ -177,7 +181,7 @@ def fit(
             chunk_size=train_cfg.chunk_size,
         )
         objective.absorb(outputs)
-        result.model.append(params)
+        result.model.append(params, objective.grade_scale())
         if train_cfg.feature_cache:
             inputs.release()
             inputs = new_inputs
@@ -202,7 +206,7 @@ def fit(
 
 def _resume(result, model, inputs, objective, train_cfg, feature_dtype) -> FeatureCache:
     """Re-freeze an earlier run's grades: one forward each to rebuild residuals and features."""
-    for params in model.grades:
+    for params, scale in zip(model.grades, model.scales):
         new_inputs, outputs = freeze_grade(
             params,
             inputs,
@@ -212,6 +216,6 @@ def _resume(result, model, inputs, objective, train_cfg, feature_dtype) -> Featu
             chunk_size=train_cfg.chunk_size,
         )
         objective.absorb(outputs)
-        result.model.append(params)
+        result.model.append(params, scale)
         inputs = new_inputs
     return inputs

@@ -1,0 +1,104 @@
+"""Time grade 4 with the feature cache against the same grade recomputing grades 1-3 every epoch.
+
+Grades 1-3 are trained once; then grade 4 is trained from the same initialisation with
+(a) cached grade-3 features and (b) features recomputed through the frozen grades each time
+they are read, alternating (a) and (b) ``--repeats`` times in one process. Prints medians and
+their ratio and writes the raw timings as JSON.
+
+    python bench/feature_cache.py ../shared/images/cameraman.tif --epochs 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+import mgdl_fast as mf
+from mgdl_fast.cache import FeatureCache, RecomputedFeatures, freeze_grade
+from mgdl_fast.early_stop import ValidationSmoothing
+from mgdl_fast.objectives import RegressionObjective
+from mgdl_fast.outputs import environment
+from mgdl_fast.trainer import grade_shapes, train_grade
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def time_grade(params0, inputs, objective, cfg, device) -> float:
+    params = params0.clone()
+    rule = ValidationSmoothing(cfg.record_every, cfg.smooth_window, cfg.rel_tol)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    train_grade(4, params, inputs, objective, cfg, rule, total_grades=4, progress=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image", nargs="?", help="image file (default: skimage's cameraman)")
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="bench/results/feature_cache.json")
+    args = parser.parse_args()
+
+    image = mf.load_image(args.image) if args.image else mf.default_image()
+    model_cfg = mf.ModelConfig()
+    cfg = mf.TrainConfig(epochs=args.epochs, device=args.device, early_stopping=False)
+    device = cfg.torch_device()
+    task = mf.RegressionTask(image.pixels, device=device)
+    objective = RegressionObjective(task)
+    first3 = mf.fit(task, objective, mf.ModelConfig(grades=3), cfg, progress=False)
+    coords = {n: task.splits[n].x for n in objective.splits}
+    cached = FeatureCache(coords)
+    for params in first3.model.grades:
+        cached, _ = freeze_grade(params, cached, objective.splits, cfg.feature_dtype(device))
+    recomputed = RecomputedFeatures(first3.model, coords)
+    params0 = mf.BlockParams.init(
+        grade_shapes(model_cfg, 2, task.out_dim)[3], seed=0, device=device
+    )
+
+    times = {"cached": [], "recomputed": []}
+    for _ in range(args.repeats):
+        times["cached"].append(time_grade(params0, cached, objective, cfg, device))
+        times["recomputed"].append(time_grade(params0, recomputed, objective, cfg, device))
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    ratio = medians["recomputed"] / medians["cached"]
+    print(f"grade 4, {args.epochs} epochs, {image.height}x{image.width}, device {device}")
+    print(f"  cached features:    median {medians['cached']:.3f} s  {times['cached']}")
+    print(f"  recomputed 1-3:     median {medians['recomputed']:.3f} s  {times['recomputed']}")
+    print(f"  recompute / cache = {ratio:.2f}x")
+    result = {
+        "image": image.source,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "times_s": times,
+        "median_s": medians,
+        "ratio": ratio,
+        "environment": environment(device),
+        "commit": _commit(),
+        "command": "python bench/feature_cache.py "
+        + " ".join(f"{k}={v}" for k, v in vars(args).items()),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Small images and configurations shared by the trainer and CLI tests."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage import data, transform
+
+from mgdl_fast import ModelConfig, TrainConfig, from_array
+
+
+def small_camera(size: int = 32):
+    """skimage's cameraman resized to ``size`` x ``size`` (an Image in [0, 1])."""
+    pixels = transform.resize(data.camera() / 255.0, (size, size), anti_aliasing=True)
+    return from_array(np.clip(pixels, 0.0, 1.0), source=f"camera{size}")
+
+
+def tiny_model(kind: str = "mgdl", grades: int = 3) -> ModelConfig:
+    return ModelConfig(kind=kind, grades=grades, width=32, layers=2)
+
+
+def quick_train(**overrides) -> TrainConfig:
+    settings = {"epochs": 150, "lr": 1e-2, "record_every": 10, "test_every": 50, "device": "cpu"}
+    settings.update(overrides)
+    return TrainConfig(**settings)
