@@ -10,6 +10,7 @@ import torch
 from .block import BlockParams
 from .dispatch import resolve
 from .tasks.regression import RegressionTask, psnr_from_loss
+from .tasks.synthetic import FunctionTask
 
 
 class Objective(Protocol):
@@ -62,7 +63,11 @@ class RegressionObjective:
     splits = ("train", "val", "test")
 
     def __init__(
-        self, task: RegressionTask, *, backend: str | None = None, chunk_size: int = 1 << 16
+        self,
+        task: RegressionTask | FunctionTask,
+        *,
+        backend: str | None = None,
+        chunk_size: int = 1 << 16,
     ):
         self.task = task
         self.backend = backend
@@ -112,6 +117,7 @@ class RegressionObjective:
         return metrics
 
     def reconstruction(self) -> np.ndarray:
-        """The accumulated prediction on the full image ``[H, W, C]`` (float32)."""
+        """The accumulated prediction on the test split, shaped ``task.shape`` (float32): the
+        full image ``[H, W, C]`` for images, ``[N, C]`` for functions."""
         test = self.task.splits["test"]
         return (test.y - self.residual["test"]).reshape(self.task.shape).cpu().numpy()

@@ -1,5 +1,6 @@
 """Tasks: how an image (or function) becomes inputs, targets, a loss and metrics."""
 
-from .regression import RegressionTask, coordinate_grid, psnr_from_loss
+from .regression import RegressionTask, Split, coordinate_grid, psnr_from_loss
+from .synthetic import FunctionTask
 
-__all__ = ["RegressionTask", "coordinate_grid", "psnr_from_loss"]
+__all__ = ["FunctionTask", "RegressionTask", "Split", "coordinate_grid", "psnr_from_loss"]
