@@ -1,0 +1,41 @@
+"""Package-level promises: importing is free of side effects; rendering is chunk-independent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+
+from mgdl_fast import BlockParams, BlockShape, MultiGradeModel
+
+
+def test_import_loads_no_kernel_backend():
+    code = (
+        "import sys, mgdl_fast; "
+        "loaded = [m for m in sys.modules if m.startswith(('triton', 'mgdl_fast._C', "
+        "'mgdl_fast._triton', 'mgdl_fast._cuda', 'mgdl_fast.kernels'))]; "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_render_is_independent_of_the_chunk_size():
+    grades = [BlockParams.init(BlockShape(2, 16, 2, 1), seed=0)]
+    grades += [BlockParams.init(BlockShape(16, 16, 2, 1), seed=k) for k in (1, 2)]
+    model = MultiGradeModel(grades, scales=[1.0, 0.5, 0.25])
+    whole = model.render(37, 23, chunk_size=10_000)
+    chunked = model.render(37, 23, chunk_size=7)
+    assert whole.shape == (37, 23, 1)
+    # GEMM blocking depends on the row count, so chunks may differ from one call by an ulp.
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-7)
+
+
+def test_model_rejects_a_grade_that_does_not_fit():
+    model = MultiGradeModel([BlockParams.init(BlockShape(2, 16, 2, 1), seed=0)])
+    try:
+        model.append(BlockParams.init(BlockShape(32, 32, 2, 1), seed=0))
+    except ValueError as exc:
+        assert "reads 32 features but grade 1 has width 16" in str(exc)
+    else:
+        raise AssertionError("a grade with the wrong input width was accepted")
