@@ -105,14 +105,9 @@ def _raise_if_diverged(grade: int, log: MetricLog) -> None:
             raise DivergenceError(grade, epoch, loss)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def fit(
     task,
-    objective,
+    objective: Objective,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     *,
@@ -133,32 +128,29 @@ def fit(
     optimizer step (see GradeHook).
     """
     device = train_cfg.torch_device()
-    feature_dtype = train_cfg.feature_dtype(device)
     shapes = grade_shapes(model_cfg, task.in_dim, task.out_dim)
-    stop_kwargs = {"check_at_start": model_cfg.kind == "sgdl"}
     coords = {name: task.splits[name].x for name in objective.splits}
     result = FitResult(MultiGradeModel(), list(resume_records or []))
-    inputs: FeatureCache | RecomputedFeatures
     inputs = (
         FeatureCache(coords)
         if train_cfg.feature_cache
         else RecomputedFeatures(result.model, coords)
     )
-    if resume is not None and len(resume):
-        inputs = _resume(result, resume, inputs, objective, train_cfg, feature_dtype)
-        if not train_cfg.feature_cache:
-            inputs = RecomputedFeatures(result.model, coords)
+    for params, scale in zip(resume.grades, resume.scales) if resume is not None else ():
+        inputs = _freeze(result, params, scale, inputs, objective, train_cfg, device)
 
     for k in range(len(result.model), len(shapes)):
-        grade = k + 1
         start = time.perf_counter()
         params = BlockParams.init(shapes[k], seed=train_cfg.seed, device=device)
         stop_rule = ValidationSmoothing(
-            train_cfg.record_every, train_cfg.smooth_window, train_cfg.rel_tol, **stop_kwargs
+            train_cfg.record_every,
+            train_cfg.smooth_window,
+            train_cfg.rel_tol,
+            check_at_start=model_cfg.kind == "sgdl",
         )
         try:
-            log, epochs_run, reason, backends = train_grade(
-                grade,
+            log, steps, reason, backends = train_grade(
+                k + 1,
                 params,
                 inputs,
                 objective,
@@ -172,27 +164,12 @@ def fit(
             result.diverged = exc
             break
         result.backends.update(backends)
-        new_inputs, outputs = freeze_grade(
-            params,
-            inputs,
-            objective.splits,
-            feature_dtype,
-            backend=train_cfg.backend,
-            chunk_size=train_cfg.chunk_size,
-        )
-        objective.absorb(outputs)
-        result.model.append(params, objective.grade_scale())
-        if train_cfg.feature_cache:
-            inputs.release()
-            inputs = new_inputs
-        else:
-            new_inputs.release()
-        _sync(device)
+        inputs = _freeze(result, params, None, inputs, objective, train_cfg, device)
         result.records.append(
             GradeRecord(
-                grade=grade,
+                grade=k + 1,
                 shape=shapes[k].to_dict(),
-                epochs_run=epochs_run,
+                epochs_run=steps,
                 stop_reason=reason,
                 time_s=time.perf_counter() - start,
                 curves={name: {"epoch": e, "value": v} for name, (e, v) in log.series.items()},
@@ -204,18 +181,26 @@ def fit(
     return result
 
 
-def _resume(result, model, inputs, objective, train_cfg, feature_dtype) -> FeatureCache:
-    """Re-freeze an earlier run's grades: one forward each to rebuild residuals and features."""
-    for params, scale in zip(model.grades, model.scales):
-        new_inputs, outputs = freeze_grade(
-            params,
-            inputs,
-            objective.splits,
-            feature_dtype,
-            backend=train_cfg.backend,
-            chunk_size=train_cfg.chunk_size,
-        )
-        objective.absorb(outputs)
-        result.model.append(params, scale)
-        inputs = new_inputs
-    return inputs
+def _freeze(result, params, scale, inputs, objective, train_cfg, device):
+    """Freeze a trained grade: one chunked forward over every split gives its outputs (absorbed
+    by the objective) and features (the next grade's inputs, replacing the previous cache).
+    ``scale`` None means the objective's scale for a grade just trained. Returns the new inputs.
+    """
+    new_inputs, outputs = freeze_grade(
+        params,
+        inputs,
+        objective.splits,
+        train_cfg.feature_dtype(device),
+        backend=train_cfg.backend,
+        chunk_size=train_cfg.chunk_size,
+    )
+    objective.absorb(outputs)
+    result.model.append(params, objective.grade_scale() if scale is None else scale)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    if not train_cfg.feature_cache:
+        # Without the cache, later grades recompute their inputs through result.model.
+        new_inputs.release()
+        return inputs
+    inputs.release()
+    return new_inputs
