@@ -128,15 +128,12 @@ def _check_buffer(name, t, shape, dtypes, device) -> None:
 def _precision(precision: str | None, x: torch.Tensor) -> str:
     if precision is not None:
         return precision
-    if x.dtype == torch.bfloat16:
-        return "bf16"
-    return os.environ.get(PRECISION_ENV) or "tf32"
+    return "bf16" if x.dtype == torch.bfloat16 else os.environ.get(PRECISION_ENV) or "tf32"
 
 
 def _deterministic(deterministic: bool | None) -> bool:
-    if deterministic is not None:
-        return deterministic
-    return os.environ.get(DETERMINISTIC_ENV, "1") != "0"
+    env = os.environ.get(DETERMINISTIC_ENV, "1") != "0"
+    return env if deterministic is None else deterministic
 
 
 @dataclass(frozen=True)
@@ -183,15 +180,8 @@ def _cdiv(a: int, b: int) -> int:
 
 
 def _block_constexprs(shape: BlockShape, dot: str, cfg: _config.TileConfig) -> dict:
-    return {
-        "D": shape.in_dim,
-        "W": shape.width,
-        "WC": cfg.chunk,
-        "L": shape.hidden_layers,
-        "C": shape.out_dim,
-        "BM": cfg.block_m,
-        "DOT": dot,
-    }
+    return dict(D=shape.in_dim, W=shape.width, WC=cfg.chunk, L=shape.hidden_layers,
+                C=shape.out_dim, BM=cfg.block_m, DOT=dot)  # fmt: skip
 
 
 def _options(cfg: _config.TileConfig) -> dict:
@@ -210,19 +200,10 @@ def plan_block_fwd(x, params, out, features_out, dot: str, target: Target) -> li
         shape.width, dot, target.interpret, training=False, override=os.environ.get(FWD_TILE_ENV)
     )
     feats = features_out if features_out is not None else out
-    return [
-        Launch(
-            "block_fwd",
-            "_block_fwd_kernel",
-            (_cdiv(n, cfg.block_m),),
-            (x, params.flat, _product_weights(params, dot), out, feats, n),
-            {
-                **_block_constexprs(shape, dot, cfg),
-                "WRITE_FEATURES": features_out is not None,
-            },
-            _options(cfg),
-        )
-    ]
+    constexprs = {**_block_constexprs(shape, dot, cfg), "WRITE_FEATURES": features_out is not None}
+    args = (x, params.flat, _product_weights(params, dot), out, feats, n)
+    grid = (_cdiv(n, cfg.block_m),)
+    return [Launch("block_fwd", "_block_fwd_kernel", grid, args, constexprs, _options(cfg))]
 
 
 def _partials(params, n, grad, det, dot, target):
@@ -244,14 +225,10 @@ def _partials(params, n, grad, det, dot, target):
 def _reduce(acc, programs, stride, grad, loss, loss_scale: float) -> Launch:
     """The deterministic sum of the partial rows into ``grad [P]`` (and ``loss``)."""
     p, has_loss = grad.shape.num_params, loss is not None
-    return Launch(
-        "reduce",
-        "_reduce_partials_kernel",
-        (_cdiv(p + has_loss, _config.REDUCE_BLOCK),),
-        (acc, programs, p, stride, grad.flat, loss if has_loss else grad.flat, loss_scale),
-        {"BLOCK": _config.REDUCE_BLOCK, "ROWS": _config.REDUCE_ROWS, "HAS_LOSS": has_loss},
-        {"num_warps": 4},
-    )
+    args = (acc, programs, p, stride, grad.flat, loss if has_loss else grad.flat, loss_scale)
+    constexprs = {"BLOCK": _config.REDUCE_BLOCK, "ROWS": _config.REDUCE_ROWS, "HAS_LOSS": has_loss}
+    grid = (_cdiv(p + has_loss, _config.REDUCE_BLOCK),)
+    return Launch("reduce", "_reduce_partials_kernel", grid, args, constexprs, {"num_warps": 4})
 
 
 def plan_grade_step(x, y, params, grad, loss, dot: str, det: bool, target: Target) -> list:
@@ -260,27 +237,10 @@ def plan_grade_step(x, y, params, grad, loss, dot: str, det: bool, target: Targe
     n, shape = x.shape[0], params.shape
     cfg, tiles, programs, acc, stride = _partials(params, n, grad, det, dot, target)
     count = n * shape.out_dim
-    step = Launch(
-        "grade_step",
-        "_grade_step_kernel",
-        (programs,),
-        (
-            x,
-            y,
-            params.flat,
-            _product_weights(params, dot),
-            acc,
-            loss,
-            n,
-            tiles,
-            programs,
-            stride,
-            1.0 / count,
-            0.5 / count,
-        ),
-        {**_block_constexprs(shape, dot, cfg), "ATOMIC": not det},
-        _options(cfg),
-    )
+    args = (x, y, params.flat, _product_weights(params, dot), acc, loss, n, tiles, programs,
+            stride, 1.0 / count, 0.5 / count)  # fmt: skip
+    constexprs = {**_block_constexprs(shape, dot, cfg), "ATOMIC": not det}
+    step = Launch("grade_step", "_grade_step_kernel", (programs,), args, constexprs, _options(cfg))
     return [step, _reduce(acc, programs, stride, grad, loss, 0.5 / count)] if det else [step]
 
 
@@ -288,16 +248,11 @@ def plan_block_bwd(x, params, grad_out, grad, grad_x, dot: str, det: bool, targe
     """Launches writing dL/dparams into ``grad`` (and dL/dx into ``grad_x``)."""
     n, shape = x.shape[0], params.shape
     cfg, tiles, programs, acc, stride = _partials(params, n, grad, det, dot, target)
-    step = Launch(
-        "block_bwd",
-        "_block_bwd_kernel",
-        (programs,),
-        (x, params.flat, _product_weights(params, dot), grad_out, acc,
-         grad_x if grad_x is not None else x, n, tiles, programs, stride),
-        {**_block_constexprs(shape, dot, cfg), "ATOMIC": not det,
-         "WRITE_GX": grad_x is not None},
-        _options(cfg),
-    )  # fmt: skip
+    args = (x, params.flat, _product_weights(params, dot), grad_out, acc,
+            grad_x if grad_x is not None else x, n, tiles, programs, stride)  # fmt: skip
+    constexprs = {**_block_constexprs(shape, dot, cfg), "ATOMIC": not det,
+                  "WRITE_GX": grad_x is not None}  # fmt: skip
+    step = Launch("block_bwd", "_block_bwd_kernel", (programs,), args, constexprs, _options(cfg))
     return [step, _reduce(acc, programs, stride, grad, None, 1.0)] if det else [step]
 
 
@@ -400,17 +355,17 @@ def _check_flat(params: torch.Tensor, *others: torch.Tensor) -> None:
         _check_buffer(name, t, tuple(params.shape), (torch.float32,), params.device)
 
 
+def _elementwise(kernel: str, args: tuple) -> Launch:
+    """An optimizer kernel over the flat ``[P]`` vector ``args[0]``."""
+    grid = (_cdiv(args[0].numel(), _config.OPTIM_BLOCK),)
+    return Launch("optim", kernel, grid, args, {"BLOCK": _config.OPTIM_BLOCK}, {"num_warps": 4})
+
+
 def plan_adam(params, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps) -> Launch:
-    p = params.numel()
-    return Launch(
-        "optim",
-        "_adam_kernel",
-        (_cdiv(p, _config.OPTIM_BLOCK),),
-        (params, grad, exp_avg, exp_avg_sq, p, 1.0 - beta1, beta2, 1.0 - beta2,
-         1.0 - beta2**step, lr / (1.0 - beta1**step), eps),
-        {"BLOCK": _config.OPTIM_BLOCK},
-        {"num_warps": 4},
-    )  # fmt: skip
+    # Bias corrections in float64 on the host, as the reference computes them.
+    args = (params, grad, exp_avg, exp_avg_sq, params.numel(), 1.0 - beta1, beta2, 1.0 - beta2,
+            1.0 - beta2**step, lr / (1.0 - beta1**step), eps)  # fmt: skip
+    return _elementwise("_adam_kernel", args)
 
 
 def adam_step(
@@ -433,15 +388,7 @@ def adam_step(
 
 
 def plan_gd(params, grad, *, lr) -> Launch:
-    p = params.numel()
-    return Launch(
-        "optim",
-        "_gd_kernel",
-        (_cdiv(p, _config.OPTIM_BLOCK),),
-        (params, grad, p, lr),
-        {"BLOCK": _config.OPTIM_BLOCK},
-        {"num_warps": 4},
-    )
+    return _elementwise("_gd_kernel", (params, grad, params.numel(), lr))
 
 
 def gd_step(params: torch.Tensor, grad: torch.Tensor, *, lr: float) -> None:
