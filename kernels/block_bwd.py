@@ -42,6 +42,9 @@ def _block_bwd_kernel(
     pid = tl.program_id(0)
     acc_ptr += pid.to(tl.int64) * acc_stride
     t = pid
+    # A while loop: Triton 3.6's interpreter cannot take a run-time range() bound under
+    # NumPy >= 2.4 (it converts a 1-element array to int); a for loop would let Triton
+    # software-pipeline the next tile's loads, a trade to time on a GPU.
     while t < num_tiles:
         rows = t.to(tl.int64) * BM + tl.arange(0, BM)
         rmask = rows < N

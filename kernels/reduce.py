@@ -28,6 +28,7 @@ def _reduce_partials_kernel(
     cmask = cols < P + HAS_LOSS
     total = tl.zeros([BLOCK], tl.float32)
     r0 = 0
+    # A while loop for the interpreter, as in _grade_step_kernel.
     while r0 < num_rows:
         r = r0 + tl.arange(0, ROWS)
         mask = (r < num_rows)[:, None] & cmask[None, :]
