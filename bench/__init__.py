@@ -1,0 +1,1 @@
+"""Benchmarks of mgdl_fast (pytest-benchmark); sizes from bench/shapes.py."""
