@@ -107,8 +107,12 @@ void adam_step(int device, uintptr_t stream, uintptr_t params, uintptr_t grad, u
                double beta2, double eps) {
   require(params && grad && exp_avg && exp_avg_sq, "all four vectors must be device pointers");
   require(step >= 1, "step counts from 1");
-  mgdl::AdamArgs a{ptr<float>(params), ptr<const float>(grad), ptr<float>(exp_avg),
-                   ptr<float>(exp_avg_sq), n};
+  mgdl::AdamArgs a{};
+  a.params = ptr<float>(params);
+  a.grad = ptr<const float>(grad);
+  a.exp_avg = ptr<float>(exp_avg);
+  a.exp_avg_sq = ptr<float>(exp_avg_sq);
+  a.n = n;
   a.lr_corrected = static_cast<float>(lr / (1.0 - std::pow(beta1, double(step))));
   a.beta1 = static_cast<float>(beta1);
   a.beta2 = static_cast<float>(beta2);
