@@ -49,7 +49,7 @@ def test_defaults_are_the_authors_selected_hyper_parameters():
     deblur = _config("--task", "deblur")
     assert (deblur["task"]["beta"], deblur["task"]["lambda"]) == (1e-2, 1e-1)
     assert deblur["task"]["noise_255"] == 3.0 and deblur["task"]["blur"] == 3.0
-    assert deblur["preset"] == "quick" and deblur["train"]["epochs"] == 500
+    assert deblur["preset"] == "quick" and deblur["train"]["epochs"] == 1000
     sgdl = _config("--task", "deblur", "--model", "sgdl", "--beta", "2", "--lambda", "0")
     assert (sgdl["task"]["beta"], sgdl["task"]["lambda"]) == (2.0, 0.0)
     assert _config("--lr", "0.01", "--task", "deblur")["train"]["lr"] == 0.01
