@@ -25,8 +25,8 @@ def _panels(predictions: dict[str, list[torch.Tensor]]) -> list[tuple[str, torch
 
 
 def plot_approximations(task, predictions, path: str | Path, title: str) -> None:
-    """One row per panel: approximation with the target, and the error ``f - approximation``.
-    1D targets as curves; 2D targets as images on the test grid (a first row shows the target)."""
+    """The approximation (with the target) and the error ``f - approximation`` of every panel:
+    1D targets as curves, one row per panel; 2D targets as images on the test grid."""
     panels = _panels(predictions)
     test = task.splits["test"]
     x, y = test.x.cpu().numpy(), test.y.cpu().numpy()
@@ -53,35 +53,27 @@ def _plot_1d(x, y, panels, path, title) -> None:
 
 
 def _plot_2d(target, panels, grid, path, title) -> None:
+    """Top row: the target then every approximation; bottom row: their errors."""
+    columns = len(panels) + 1
     fig, axes = plt.subplots(
-        len(panels) + 1,
-        2,
-        figsize=(8, 3.4 * (len(panels) + 1)),
-        squeeze=False,
-        constrained_layout=True,
+        2, columns, figsize=(3.2 * columns, 6), squeeze=False, constrained_layout=True
     )
     limit = float(abs(target).max())
-    extent = (0, 1, 0, 1)
-    image = axes[0][0].imshow(
-        target, origin="lower", extent=extent, cmap="RdBu_r", vmin=-limit, vmax=limit
-    )
+    style = {"origin": "lower", "extent": (0, 1, 0, 1), "cmap": "RdBu_r"}
+    image = axes[0][0].imshow(target, vmin=-limit, vmax=limit, **style)
     axes[0][0].set_title("target", fontsize=9)
-    fig.colorbar(image, ax=axes[0][0])
-    axes[0][1].axis("off")
-    for (label, pred), (ax_f, ax_e) in zip(panels, axes[1:]):
+    fig.colorbar(image, ax=axes[0][0], shrink=0.8)
+    axes[1][0].axis("off")
+    for column, (label, pred) in enumerate(panels, start=1):
         approx = pred[:, 0].reshape(grid)
-        image = ax_f.imshow(
-            approx, origin="lower", extent=extent, cmap="RdBu_r", vmin=-limit, vmax=limit
-        )
-        ax_f.set_title(label, fontsize=9)
-        fig.colorbar(image, ax=ax_f)
+        image = axes[0][column].imshow(approx, vmin=-limit, vmax=limit, **style)
+        axes[0][column].set_title(label, fontsize=9)
+        fig.colorbar(image, ax=axes[0][column], shrink=0.8)
         error = target - approx
         bound = float(abs(error).max())
-        image = ax_e.imshow(
-            error, origin="lower", extent=extent, cmap="RdBu_r", vmin=-bound, vmax=bound
-        )
-        ax_e.set_title(f"error (max {bound:.3f})", fontsize=9)
-        fig.colorbar(image, ax=ax_e)
+        image = axes[1][column].imshow(error, vmin=-bound, vmax=bound, **style)
+        axes[1][column].set_title(f"error (max {bound:.3f})", fontsize=9)
+        fig.colorbar(image, ax=axes[1][column], shrink=0.8)
     fig.suptitle(title)
     fig.savefig(path, dpi=90)
     plt.close(fig)

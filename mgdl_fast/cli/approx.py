@@ -29,14 +29,17 @@ def add_parser(sub) -> None:
         "--preset",
         choices=("quick", "paper"),
         default="quick",
-        help="epochs: quick (1D 30k, 2D 2k) or paper (1D 1M with early stopping, 2D 20k)",
+        help="quick: 1D 30k epochs, 2D 2k on 64x64 points; paper: 1D 1M epochs with early "
+        "stopping, 2D 20k on 128x128",
     )
     p.add_argument("--epochs", type=int, help="epochs per MGDL grade; SGDL/MSDL in total")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="gd (1D default) or adam (2D)")
     for model in MODELS:
         p.add_argument(f"--lr-{model}", type=float, help=f"{model.upper()} learning rate")
     p.add_argument(
-        "--J", type=int, help="2**J training points (1D, default 10) or per side (2D, 7)"
+        "--J",
+        type=int,
+        help="2**J training points (1D; default 10) or per axis (2D; quick 6, paper 7)",
     )
     p.add_argument("--record-every", type=int, default=100, help="epochs between loss records")
     p.add_argument("--no-early-stop", action="store_true", help="always run every epoch")
@@ -113,7 +116,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     try:
         results, task, predictions = run_setting(
-            setting, models, configs, J=args.J, progress=not args.quiet
+            setting, models, configs, J=args.J, preset=args.preset, progress=not args.quiet
         )
     finally:
         torch.set_num_threads(threads)
