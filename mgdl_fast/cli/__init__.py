@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..errors import MGDLError
-from . import fit, info, predict
+from . import approx, fit, info, predict
 
-COMMANDS = (fit, predict, info)
+COMMANDS = (fit, predict, approx, info)
 
 
 class _Parser(argparse.ArgumentParser):

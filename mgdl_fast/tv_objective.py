@@ -1,0 +1,169 @@
+"""The denoising / deblurring objective (PROTOCOL 3): total-variation regularised fitting of a
+degraded image with an auxiliary variable ``u`` updated by a proximal step before every
+optimizer step.
+
+Grade k's network ``N_k`` predicts the whole image ``pred = s_k N_k + acc``: ``acc`` is the
+accumulated image of grades 1..k-1 (0 before grade 1) and ``s_k`` the RMSE of ``acc`` against
+the observation (1 for grade 1), stored as the grade's output scale in the model so that
+``MultiGradeModel.predict`` renders ``sum_k s_k N_k``. The loss (sums, not means) is
+
+    0.5 |K pred - y|^2 + 0.5 beta |D pred - u|^2 + lambda |u|_1
+
+with ``K`` the blur (identity for denoising) and ``D`` the forward-difference TV operator. Each
+step: one block forward, ``u <- prox(u, D pred)`` at the current parameters, dL/dpred by torch
+autograd in image space, then the block backward from ``dL/dout = s_k dL/dpred``. ``u`` is
+carried across grades; it cannot be recomputed from the model, so ``save_state`` /
+``load_state`` keep it for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .block import BlockParams
+from .dispatch import resolve
+from .errors import InputError
+from .operators import forward_diff, prox_l1, psnr, tv_loss
+from .tasks.inverse import InverseTask
+
+
+class TVObjective:
+    """What a denoising or deblurring grade minimises; implements ``objectives.Objective``."""
+
+    splits = ("train",)
+
+    def __init__(
+        self,
+        task: InverseTask,
+        *,
+        beta: float,
+        lam: float,
+        alpha: float = 0.99,
+        backend: str | None = None,
+        chunk_size: int = 1 << 16,
+    ):
+        for name, value, ok in (
+            ("beta", beta, beta > 0),
+            ("lambda", lam, lam >= 0),
+            ("alpha", alpha, 0 < alpha <= 1),
+        ):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and ok):
+                raise InputError(f"{name} out of range: {value!r} (need beta > 0, lambda >= 0)")
+        self.task = task
+        self.beta, self.lam, self.alpha = float(beta), float(lam), float(alpha)
+        self.backend, self.chunk_size = backend, chunk_size
+        channels, height, width = task.observed.shape
+        # [C, H, W] accumulated image and [C, 2H, W] auxiliary variable, both 0 before grade 1.
+        self.acc = torch.zeros_like(task.observed)
+        self.u = torch.zeros(channels, 2 * height, width, device=task.observed.device)
+        self.grades = 0
+        self.scale = 1.0
+        self._last_scale = 1.0
+
+    def _next_scale(self) -> float:
+        """Output scale of the next grade: 1 for grade 1, then RMSE(acc - observed)."""
+        if self.grades == 0:
+            return 1.0
+        diff = self.acc.double() - self.task.observed.double()
+        return math.sqrt(torch.mean(diff * diff).item())
+
+    def _image(self, out: torch.Tensor) -> torch.Tensor:
+        """Network output ``[H*W, C]`` (row-major pixels) as an image ``[C, H, W]``."""
+        return out.T.reshape(self.acc.shape)
+
+    def start_grade(self, x_train: torch.Tensor, params: BlockParams) -> dict[str, str]:
+        fwd_name, self._fwd = resolve("block_fwd", x_train, params, backend=self.backend)
+        bwd_name, self._bwd = resolve("block_bwd", x_train, params, backend=self.backend)
+        self.scale = self._next_scale()
+        return {"block_fwd": fwd_name, "block_bwd": bwd_name}
+
+    def _loss(self, pred: torch.Tensor) -> torch.Tensor:
+        task = self.task
+        return tv_loss(pred, task.observed, self.u, self.beta, self.lam, task.kernel)
+
+    def step(self, inputs, params: BlockParams, grad: BlockParams) -> torch.Tensor:
+        """Update ``u`` at the current parameters, then write dL/dparams into ``grad``.
+        Returns the loss (at the updated ``u``) as a 0-dim device tensor."""
+        x = inputs.get("train")
+        with torch.no_grad():
+            pred = self.acc + self.scale * self._image(self._fwd(x, params))
+            self.u = prox_l1(
+                self.u, forward_diff(pred), self.alpha, self.alpha * self.lam / self.beta
+            )
+        pred.requires_grad_(True)
+        with torch.enable_grad():
+            loss = self._loss(pred)
+            (grad_pred,) = torch.autograd.grad(loss, pred)
+        # dL/dout [H*W, C] = s_k dL/dpred, in the block's pixel order.
+        grad_out = grad_pred.reshape(grad_pred.shape[0], -1).T.mul(self.scale).contiguous()
+        self._bwd(x, params, grad_out, grad_params=grad)
+        return loss.detach()
+
+    @torch.no_grad()
+    def _predict(self, x: torch.Tensor, params: BlockParams) -> torch.Tensor:
+        """``acc + s_k N_k(x)`` as ``[C, H, W]``, ``chunk_size`` pixels at a time."""
+        out = torch.empty(x.shape[0], params.shape.out_dim, device=x.device)
+        for start in range(0, x.shape[0], self.chunk_size):
+            stop = start + self.chunk_size
+            self._fwd(x[start:stop], params, out=out[start:stop])
+        return self.acc + self.scale * self._image(out)
+
+    @torch.no_grad()
+    def record(self, inputs, params: BlockParams, *, with_test: bool) -> dict[str, torch.Tensor]:
+        """The loss and the PSNR against the clean image after the latest step."""
+        pred = self._predict(inputs.get("train"), params)
+        return {"train_loss": self._loss(pred), "psnr": psnr(pred, self.task.clean)}
+
+    def postfix(self, log) -> dict[str, str]:
+        return {"loss": f"{log.last('train_loss'):.4g}", "psnr": f"{log.last('psnr'):.2f}"}
+
+    def grade_scale(self) -> float:
+        """The output scale of the grade absorbed last."""
+        return self._last_scale
+
+    def absorb(self, outputs: dict[str, torch.Tensor]) -> None:
+        """Add a frozen grade's scaled output ``[H*W, C]`` to the accumulated image."""
+        scale = self._next_scale()
+        self.acc += scale * self._image(outputs["train"])
+        self.grades += 1
+        self._last_scale = scale
+
+    @torch.no_grad()
+    def final_metrics(self) -> dict[str, float]:
+        """Loss, PSNR and the scales of the accumulated image after the latest grade."""
+        return {
+            "train_loss": self._loss(self.acc).item(),
+            "psnr": psnr(self.acc, self.task.clean).item(),
+            "observed_psnr": self.task.observed_psnr,
+            "scale": self._last_scale,
+            "next_scale": self._next_scale(),
+        }
+
+    def reconstruction(self) -> np.ndarray:
+        """The accumulated image ``[H, W, C]`` (float32, unclipped)."""
+        return self.acc.permute(1, 2, 0).cpu().numpy()
+
+    def save_state(self, path: str | Path) -> None:
+        """Write ``u`` after the latest grade (what --resume cannot recompute) as ``.npz``."""
+        np.savez(path, u=self.u.cpu().numpy(), grades=self.grades)
+
+    def load_state(self, path: str | Path, grades: int) -> None:
+        """Restore ``u`` saved after ``grades`` grades; refuses a missing or mismatched file."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"--resume: {path} is missing; the TV variable u cannot be recovered")
+        try:
+            with np.load(path) as state:
+                u, saved = state["u"], int(state["grades"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(f"--resume: cannot read {path}: {exc}") from None
+        if saved != grades or u.shape != tuple(self.u.shape):
+            raise InputError(
+                f"--resume: {path} holds u after {saved} grades of shape {u.shape}; the "
+                f"checkpoint has {grades} grades and u must be {tuple(self.u.shape)}"
+            )
+        self.u = torch.from_numpy(u).to(self.u.device)
