@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..errors import MGDLError
-from . import fit, info, predict
+from . import analyze, fit, info, predict, sweep_lr
 
-COMMANDS = (fit, predict, info)
+COMMANDS = (fit, predict, info, analyze, sweep_lr)
 
 
 class _Parser(argparse.ArgumentParser):
