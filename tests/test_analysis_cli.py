@@ -47,6 +47,18 @@ def test_eig_on_synthetic_data_writes_json_and_png(tmp_path, capsys):
     assert all(len(e["smallest"]) == 3 for e in mgdl["evaluations"])
     assert "torch" in mgdl["environment"] and "MGDL" in stdout and "SGDL" in stdout
 
+    png = tmp_path / "again.png"
+    code, _, stderr = run_cli(["analyze", "plot", out / "eig_sgdl.json", "--out", png], capsys)
+    assert code == 0 and png.stat().st_size > 1000, stderr
+
+
+def test_plot_refuses_files_that_are_not_eig_runs(tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text('{"rows": []}')
+    for path, message in ((tmp_path / "missing.json", "cannot read"), (other, "not an eig_")):
+        code, _, stderr = run_cli(["analyze", "plot", path, "--out", tmp_path / "p.png"], capsys)
+        assert code == 2 and stderr.count("\n") == 1 and message in stderr, stderr
+
 
 def test_eig_on_an_image_with_lanczos_and_the_stopping_rule(shared_image, tmp_path, capsys):
     image = shared_image("cameraman.tif")

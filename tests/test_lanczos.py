@@ -3,10 +3,13 @@ networks (the acceptance check: 1e-3 relative)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from mgdl_fast import ModelConfig, TrainConfig, fit
+from mgdl_fast.analysis.accuracy import main as accuracy_main
 from mgdl_fast.analysis.hessian import dense_hessian
 from mgdl_fast.analysis.lanczos import lanczos_extremes
 from mgdl_fast.analysis.spectrum import iteration_spectrum
@@ -108,3 +111,14 @@ def test_lanczos_matches_dense_eigh_on_trained_networks(model, eta, grade):
     single = iteration_spectrum(shape, theta, x, y, eta, k, method="lanczos", dtype=torch.float32)
     got32 = _t(single.smallest + single.largest)
     assert ((got32 - want).abs() / want.abs()).max() < 1e-3
+
+
+def test_accuracy_report_runs_and_agrees(tmp_path, capsys):
+    path = tmp_path / "acc.json"
+    args = ["synthetic:1", "--model", "mgdl", "--grade", "2", "--width", "12", "--steps", "20"]
+    accuracy_main([*args, "--eta", "0.06", "--k", "4", "--json", str(path)])
+    report = json.loads(path.read_text())
+    assert report["params"] == 12 * 12 + 12 + 12 + 1 and report["train_points"] == 1024
+    for name in ("lanczos_float64", "lanczos_float32"):
+        assert report[name]["converged"] and report[name]["max_rel_error"] < 1e-3
+    assert json.loads(capsys.readouterr().out) == report

@@ -15,24 +15,27 @@ _MODEL_STYLE = {"mgdl": ("tab:blue", "o"), "sgdl": ("tab:red", "s")}
 
 
 def _eig_panel(ax, run: dict) -> None:
-    """One run's k smallest (blue) and k largest (green) eigenvalues of J per evaluation."""
+    """One run's k smallest (blue) and k largest (green) eigenvalues of J per evaluation, one
+    line per eigenvalue index and grade (lines do not join across grade boundaries)."""
     evals = run["evaluations"]
-    xs = [e["cumulative_iteration"] for e in evals]
     for key, color, label in (
         ("smallest", "tab:blue", "smallest"),
         ("largest", "tab:green", "largest"),
     ):
         k = min((len(e[key]) for e in evals), default=0)
-        for i in range(k):
-            ax.plot(
-                xs,
-                [e[key][i] for e in evals],
-                color=color,
-                marker=".",
-                markersize=3,
-                linewidth=0.6,
-                label=f"{k} {label}" if i == 0 else None,
-            )
+        for grade in sorted({e["grade"] for e in evals}):
+            segment = [e for e in evals if e["grade"] == grade]
+            xs = [e["cumulative_iteration"] for e in segment]
+            for i in range(k):
+                ax.plot(
+                    xs,
+                    [e[key][i] for e in segment],
+                    color=color,
+                    marker=".",
+                    markersize=3,
+                    linewidth=0.6,
+                    label=f"{k} {label}" if i == 0 and grade == evals[0]["grade"] else None,
+                )
     for level in (-1.0, 1.0):
         ax.axhline(level, color="red", linewidth=1.0)
     for boundary in run["boundaries"][:-1]:

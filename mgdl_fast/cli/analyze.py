@@ -1,8 +1,10 @@
 """``mgdl-fast analyze eig TASK``: the eigenvalues of I - eta*H during plain gradient descent
-(PROTOCOL 4) for MGDL and SGDL; writes ``eig_<model>.json`` and ``eigenvalues.png``."""
+(PROTOCOL 4) for MGDL and SGDL; writes ``eig_<model>.json`` and ``eigenvalues.png``.
+``mgdl-fast analyze plot RUN.json ...`` redraws the figure from those files."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -80,6 +82,11 @@ def add_parser(sub) -> None:
     e.add_argument("--out", help="output directory (default runs/eig_<task>)")
     e.add_argument("--quiet", action="store_true", help="no line per spectrum")
     e.set_defaults(run=run_eig)
+    plot = analyses.add_parser("plot", help="redraw the eigenvalue figure from eig_*.json files")
+    plot.add_argument("runs", nargs="+", help="eig_<model>.json files, one panel each")
+    plot.add_argument("--out", required=True, help="PNG to write")
+    plot.add_argument("--title", help="figure title (default: the runs' task)")
+    plot.set_defaults(run=run_plot)
 
 
 def sub_parsers(parser):
@@ -214,6 +221,22 @@ def run_eig(args) -> int:
         print(_summary_line(model, summary))
     plot_eigenvalues(runs, out / "eigenvalues.png", f"Eigenvalues of I - eta H: {args.task}")
     print(f"wrote {out}/eigenvalues.png and eig_<model>.json")
+    return 0
+
+
+def run_plot(args) -> int:
+    runs = []
+    for path in args.runs:
+        try:
+            run = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {path}: {exc}") from None
+        if not isinstance(run, dict) or not {"config", "evaluations", "boundaries"} <= set(run):
+            raise InputError(f"{path} is not an eig_<model>.json written by analyze eig")
+        runs.append(run)
+    title = args.title or f"Eigenvalues of I - eta H: {runs[0]['config']['task']}"
+    plot_eigenvalues(runs, args.out, title)
+    print(f"wrote {args.out}")
     return 0
 
 
