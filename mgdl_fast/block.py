@@ -22,6 +22,7 @@ from .errors import InputError
 # distribution's variance the Glorot target (jax.nn.initializers.variance_scaling).
 _TRUNC_NORMAL_STD = 0.87962566103423978
 BIAS_INIT_STD = 1e-2
+INIT_SCHEMES = ("glorot", "he")
 
 
 @dataclass(frozen=True)
@@ -93,17 +94,24 @@ class BlockParams:
         seed: int,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        scheme: str = "glorot",
     ) -> BlockParams:
         """The papers' init: truncated Glorot-normal weights, N(0, 0.01^2) biases.
 
         Weights ~ N(0, s^2) truncated to +-2s with s = sqrt(2 / (fan_in + fan_out)) / 0.8796
-        (stax.Dense's glorot_normal); biases ~ N(0, 1e-2^2). Drawn on the CPU from ``seed`` so
-        the same seed gives the same block on every device.
+        (stax.Dense's glorot_normal); biases ~ N(0, 1e-2^2). ``scheme="he"`` is the eigenvalue
+        experiments' init instead (PROTOCOL 4): weights ~ N(0, 2 / fan_in), zero biases. Drawn
+        on the CPU from ``seed`` so the same seed gives the same block on every device.
         """
+        if scheme not in INIT_SCHEMES:
+            raise InputError(f"init scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
         gen = torch.Generator().manual_seed(seed)
-        flat = torch.empty(shape.num_params, dtype=torch.float64)
+        flat = torch.zeros(shape.num_params, dtype=torch.float64)
         weights, biases = shape.views(flat)
         for (fan_in, fan_out), w, b in zip(shape.layer_dims, weights, biases):
+            if scheme == "he":
+                w.normal_(0.0, math.sqrt(2.0 / fan_in), generator=gen)
+                continue
             std = math.sqrt(2.0 / (fan_in + fan_out)) / _TRUNC_NORMAL_STD
             torch.nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std, generator=gen)
             b.normal_(0.0, BIAS_INIT_STD, generator=gen)

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ..errors import MGDLError
-from . import approx, fit, info, predict
+from . import analyze, approx, fit, info, predict, sweep_lr
 
-COMMANDS = (fit, predict, approx, info)
+COMMANDS = (fit, predict, approx, analyze, sweep_lr, info)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,132 @@
+"""``mgdl-fast sweep-lr TASK``: MGDL vs SGDL over a grid of learning rates with plain GD and Adam
+(PROTOCOL 5); writes ``sweep.json``, ``sweep.md`` (the table) and ``sweep.png``."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+from ..analysis.data import load_data, parse_synthetic
+from ..analysis.figures import plot_sweep
+from ..analysis.report import run_environment, write_json
+from ..analysis.sweep import markdown_table, sweep
+from ..analysis.tracking import InitHook
+from ..block import INIT_SCHEMES
+from ..config import MODEL_KINDS, OPTIMIZERS, ModelConfig, TrainConfig
+from ..errors import InputError
+from .analyze import _positive
+
+# PROTOCOL 5: the image study uses PROTOCOL 2's networks (4 x [128, 128] / 8 x 128) with stax's
+# Glorot init; the synthetic study PROTOCOL 4's (width 32, one layer per grade) with He init.
+SWEEP_DEFAULTS = {
+    "synthetic": {"width": 32, "layers": 1, "init": "he"},
+    "image": {"width": 128, "layers": 2, "init": "glorot"},
+}
+DEFAULT_LRS = {"gd": "1e-3,3e-3,1e-2,3e-2,1e-1,3e-1", "adam": "1e-4,3e-4,1e-3,3e-3,1e-2"}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep-lr",
+        help="MGDL vs SGDL over a grid of learning rates, GD and Adam (PROTOCOL 5)",
+        description="TASK is synthetic:1, synthetic:2 or an image file. Each (optimizer, lr, "
+        "model) is trained from the same init; the final losses go to sweep.json/.md/.png.",
+    )
+    p.add_argument("task", help="synthetic:1, synthetic:2 or an image file")
+    p.add_argument("--models", default="mgdl,sgdl", help="comma list of mgdl, sgdl")
+    p.add_argument("--optimizers", default="gd,adam", help="comma list of gd, adam")
+    p.add_argument("--lrs-gd", default=DEFAULT_LRS["gd"], help="GD learning rates")
+    p.add_argument("--lrs-adam", default=DEFAULT_LRS["adam"], help="Adam learning rates")
+    p.add_argument("--epochs", type=int, default=1000, help="per MGDL grade; SGDL in total")
+    p.add_argument("--grades", type=int, default=4, help="grades (SGDL: grades*layers layers)")
+    p.add_argument("--width", type=int, help="hidden width (default 32 synthetic, 128 image)")
+    p.add_argument("--layers", type=int, help="hidden layers per grade (default 1 / 2)")
+    p.add_argument("--init", choices=INIT_SCHEMES, help="default he synthetic, glorot image")
+    p.add_argument("--rel-tol", type=float, default=1e-6, help="early-stop tolerance")
+    p.add_argument("--no-early-stop", action="store_true", help="always run every epoch")
+    p.add_argument("--downsample", type=int, default=1, help="image subsampling img[::s, ::s]")
+    p.add_argument("--invert", action="store_true", help="use 1 - image (the resolution chart)")
+    p.add_argument("--seed", type=int, default=0, help="init seed (same for every grade)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out", help="output directory (default runs/sweep_<task>)")
+    p.add_argument("--quiet", action="store_true", help="no line per run")
+    p.set_defaults(run=run)
+
+
+def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in allowed]
+    if not items or bad:
+        raise InputError(f"--{what} must be a comma list of {', '.join(allowed)}, got {text!r}")
+    return list(dict.fromkeys(items))
+
+
+def _lrs(text: str, optimizer: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise InputError(f"--lrs-{optimizer}: not a comma list of numbers: {text!r}") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise InputError(f"--lrs-{optimizer}: learning rates must be finite and > 0: {text!r}")
+    return sorted(set(values))
+
+
+def run(args) -> int:
+    synthetic = parse_synthetic(args.task) is not None
+    defaults = SWEEP_DEFAULTS["synthetic" if synthetic else "image"]
+    if synthetic and (args.downsample != 1 or args.invert):
+        raise InputError("--downsample and --invert apply to images, not synthetic data")
+    for name in ("epochs", "grades", "width", "layers", "downsample"):
+        if getattr(args, name) is not None:
+            _positive("--" + name, getattr(args, name))
+    models = [
+        ModelConfig(
+            kind=kind,
+            grades=args.grades,
+            width=args.width or defaults["width"],
+            layers=args.layers or defaults["layers"],
+        )
+        for kind in _choices(args.models, MODEL_KINDS, "models")
+    ]
+    optimizers = _choices(args.optimizers, OPTIMIZERS, "optimizers")
+    grids = {opt: _lrs(getattr(args, f"lrs_{opt}"), opt) for opt in optimizers}
+    train_cfg = TrainConfig(
+        epochs=args.epochs,
+        early_stopping=not args.no_early_stop,
+        rel_tol=args.rel_tol,
+        seed=args.seed,
+        device=args.device,
+    )
+    device = train_cfg.torch_device()
+    init = args.init or defaults["init"]
+    first = load_data(args.task, downsample=args.downsample, invert=args.invert, device=device)
+    out = Path(args.out or f"runs/sweep_{first.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = sweep(
+        lambda: load_data(args.task, downsample=args.downsample, invert=args.invert, device=device),
+        models,
+        grids,
+        train_cfg,
+        hook=InitHook(init, args.seed),
+        verbose=not args.quiet,
+    )
+    table = markdown_table(rows, psnr=not synthetic)
+    config = {
+        "task": args.task,
+        "data": first.name,
+        "train_points": first.task.splits["train"].x.shape[0],
+        "models": [m.to_dict() for m in models],
+        "grids": grids,
+        "train": train_cfg.to_dict(),
+        "init": init,
+        "command": "mgdl-fast " + " ".join(sys.argv[1:]),
+    }
+    write_json(
+        out / "sweep.json", {"config": config, "environment": run_environment(device), "rows": rows}
+    )
+    (out / "sweep.md").write_text(table + "\n")
+    plot_sweep(rows, out / "sweep.png", f"Final test loss against the learning rate: {args.task}")
+    print(table)
+    print(f"wrote {out}/sweep.json, sweep.md and sweep.png")
+    return 0

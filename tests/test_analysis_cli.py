@@ -1,0 +1,130 @@
+"""``mgdl-fast analyze eig`` and ``mgdl-fast sweep-lr`` end to end at tiny sizes, and every bad
+input as a one-line error with exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mgdl_fast.cli import main
+
+EIG_TINY = ["--iterations", "30", "--interval", "10", "--k", "3", "--grades", "2", "--quiet"]
+SWEEP_TINY = ["--epochs", "20", "--grades", "2", "--width", "8", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # See tests/test_lanczos.py: small eigh calls are far faster on one thread here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_eig_on_synthetic_data_writes_json_and_png(tmp_path, capsys):
+    out = tmp_path / "eig"
+    code, stdout, stderr = run_cli(
+        ["analyze", "eig", "synthetic:1", "--width", "8", "--out", out, *EIG_TINY], capsys
+    )
+    assert code == 0, stderr
+    assert (out / "eigenvalues.png").stat().st_size > 1000
+    mgdl = json.loads((out / "eig_mgdl.json").read_text())
+    sgdl = json.loads((out / "eig_sgdl.json").read_text())
+    assert [e["cumulative_iteration"] for e in mgdl["evaluations"]] == [0, 10, 20, 30, 40, 50]
+    assert [e["cumulative_iteration"] for e in sgdl["evaluations"]] == [0, 10, 20]
+    assert mgdl["config"]["eta"] == 6e-2 and sgdl["config"]["eta"] == 5e-3
+    assert mgdl["config"]["eig_stop"] is None and mgdl["config"]["init"] == "he"
+    assert [g["params"] for g in mgdl["grades"]] == [8 + 8 + 8 + 1, 64 + 8 + 8 + 1]
+    assert sgdl["grades"][0]["params"] == 8 + 8 + 72 + 9
+    assert all(len(e["smallest"]) == 3 for e in mgdl["evaluations"])
+    assert "torch" in mgdl["environment"] and "MGDL" in stdout and "SGDL" in stdout
+
+    png = tmp_path / "again.png"
+    code, _, stderr = run_cli(["analyze", "plot", out / "eig_sgdl.json", "--out", png], capsys)
+    assert code == 0 and png.stat().st_size > 1000, stderr
+
+
+def test_plot_refuses_files_that_are_not_eig_runs(tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text('{"rows": []}')
+    for path, message in ((tmp_path / "missing.json", "cannot read"), (other, "not an eig_")):
+        code, _, stderr = run_cli(["analyze", "plot", path, "--out", tmp_path / "p.png"], capsys)
+        assert code == 2 and stderr.count("\n") == 1 and message in stderr, stderr
+
+
+def test_eig_on_an_image_with_lanczos_and_the_stopping_rule(shared_image, tmp_path, capsys):
+    image = shared_image("cameraman.tif")
+    out = tmp_path / "cam"
+    args = ["analyze", "eig", image, "--model", "mgdl", "--downsample", "8", "--width", "12"]
+    args += ["--method", "lanczos", "--eig-stop", "2", "--out", out, *EIG_TINY]
+    code, _, stderr = run_cli(args, capsys)
+    assert code == 0, stderr
+    run = json.loads((out / "eig_mgdl.json").read_text())
+    assert run["config"]["train_points"] == 16 * 16 and run["config"]["eig_stop"] == 2.0
+    assert {e["method"] for e in run["evaluations"]} == {"lanczos"}
+    assert [g["stop_reason"] for g in run["grades"]] == ["eigenvalue_stop"] * 2
+    assert not (out / "eig_sgdl.json").exists()
+
+
+def test_sweep_lr_table_with_a_diverging_run(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep-lr", "synthetic:2", "--lrs-gd", "1e-2,1e4", "--lrs-adam", "1e-3"]
+    code, stdout, stderr = run_cli([*args, "--out", out, *SWEEP_TINY], capsys)
+    assert code == 0, stderr
+    data = json.loads((out / "sweep.json").read_text())
+    rows = {(r["model"], r["optimizer"], r["lr"]): r for r in data["rows"]}
+    assert len(rows) == 6 and data["config"]["init"] == "he"
+    for model in ("mgdl", "sgdl"):
+        assert rows[(model, "gd", 1e4)]["test_loss"] is None
+        assert rows[(model, "gd", 1e4)]["diverged"]
+        assert rows[(model, "gd", 1e-2)]["test_loss"] > 0
+        assert rows[(model, "adam", 1e-3)]["grades_done"] == (2 if model == "mgdl" else 1)
+    table = (out / "sweep.md").read_text()
+    assert "diverged" in table and "PSNR" not in table and "| gd | 0.01 |" in table
+    assert (out / "sweep.png").stat().st_size > 1000 and table.strip() in stdout
+
+
+def test_sweep_lr_on_an_image_reports_psnr(shared_image, tmp_path, capsys):
+    image = shared_image("cameraman.tif")
+    out = tmp_path / "sweep"
+    args = ["sweep-lr", image, "--downsample", "16", "--optimizers", "adam", "--models", "mgdl"]
+    code, _, stderr = run_cli([*args, "--lrs-adam", "1e-3", "--out", out, *SWEEP_TINY], capsys)
+    assert code == 0, stderr
+    (row,) = json.loads((out / "sweep.json").read_text())["rows"]
+    assert row["test_psnr"] > 5 and "PSNR" in (out / "sweep.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["analyze", "eig", "synthetic:3"], "unknown synthetic setting"),
+        (["analyze", "eig", "no/such/image.png"], "not found"),
+        (["analyze", "eig", "synthetic:1", "--k", "0"], "--k must be an integer >= 1"),
+        (["analyze", "eig", "synthetic:1", "--eta", "-1"], "--eta must be a finite number"),
+        (["analyze", "eig", "synthetic:1", "--interval", "0"], "--interval must be"),
+        (["analyze", "eig", "synthetic:1", "--eig-stop", "low"], "--eig-stop must be"),
+        (["analyze", "eig", "synthetic:1", "--model", "sgdl", "--eig-stop", "-0.9"], "MGDL only"),
+        (["analyze", "eig", "synthetic:1", "--lanczos-steps", "5"], "--lanczos-steps"),
+        (["analyze", "eig", "synthetic:1", "--downsample", "2"], "apply to images"),
+        (["analyze", "eig", "synthetic:1", "--width", "0"], "--width must be"),
+        (["sweep-lr", "synthetic:1", "--lrs-gd", "fast"], "not a comma list of numbers"),
+        (["sweep-lr", "synthetic:1", "--lrs-adam", "0"], "must be finite and > 0"),
+        (["sweep-lr", "synthetic:1", "--models", "mgdl,cnn"], "--models must be"),
+        (["sweep-lr", "synthetic:1", "--optimizers", "sgd"], "--optimizers must be"),
+        (["sweep-lr", "synthetic:1", "--epochs", "0"], "--epochs must be"),
+        (["sweep-lr", "synthetic:1", "--invert"], "apply to images"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(args, message, tmp_path, capsys):
+    code, _, stderr = run_cli([*args, "--out", tmp_path / "x", "--quiet"], capsys)
+    assert code == 2
+    assert stderr.count("\n") == 1 and message in stderr, stderr
+    assert stderr.startswith("mgdl-fast: error:")
