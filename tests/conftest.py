@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
 
@@ -40,3 +42,13 @@ def shared_image():
         return path
 
     return get
+
+
+@pytest.fixture
+def tiny_png(tmp_path):
+    """A 16x16 8-bit grayscale PNG with a smooth pattern."""
+    yy, xx = np.mgrid[0:16, 0:16]
+    pixels = (127 + 100 * np.sin(xx / 3.0) * np.cos(yy / 4.0)).astype(np.uint8)
+    path = tmp_path / "tiny.png"
+    iio.imwrite(path, pixels)
+    return path

@@ -6,6 +6,7 @@ import numpy as np
 from skimage import data, transform
 
 from mgdl_fast import ModelConfig, TrainConfig, from_array
+from mgdl_fast.cli import main
 
 
 def small_camera(size: int = 32):
@@ -22,3 +23,10 @@ def quick_train(**overrides) -> TrainConfig:
     settings = {"epochs": 150, "lr": 1e-2, "record_every": 10, "test_every": 50, "device": "cpu"}
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+def run_cli(args, capsys):
+    """Run ``mgdl-fast ARGS``; returns ``(exit code, stdout, stderr)``."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from mgdl_fast.cli import main
+from .helpers import run_cli
 
 EIG_TINY = ["--iterations", "30", "--interval", "10", "--k", "3", "--grades", "2", "--quiet"]
 SWEEP_TINY = ["--epochs", "20", "--grades", "2", "--width", "8", "--quiet"]
@@ -21,12 +21,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_eig_on_synthetic_data_writes_json_and_png(tmp_path, capsys):

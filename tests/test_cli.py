@@ -13,22 +13,9 @@ from safetensors.torch import load_file
 from mgdl_fast.cli import main
 from mgdl_fast.outputs import RunWriter
 
+from .helpers import run_cli
+
 TINY = ["--epochs", "20", "--grades", "2", "--width", "16", "--quiet"]
-
-
-@pytest.fixture
-def tiny_png(tmp_path):
-    yy, xx = np.mgrid[0:16, 0:16]
-    pixels = (127 + 100 * np.sin(xx / 3.0) * np.cos(yy / 4.0)).astype(np.uint8)
-    path = tmp_path / "tiny.png"
-    iio.imwrite(path, pixels)
-    return path
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_fit_writes_every_output_and_predict_renders(tiny_png, tmp_path, capsys):

@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import json
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from mgdl_fast.cli import build_parser, main
+from mgdl_fast.cli import build_parser
 from mgdl_fast.cli.fit import config_from_args
 from mgdl_fast.outputs import RunWriter
 from mgdl_fast.tv_objective import TVObjective
 
+from .helpers import run_cli
+
 TINY = ["--epochs", "20", "--grades", "2", "--width", "16", "--layers", "2", "--quiet"]
-
-
-@pytest.fixture
-def tiny_png(tmp_path):
-    yy, xx = np.mgrid[0:16, 0:16]
-    pixels = (127 + 100 * np.sin(xx / 3.0) * np.cos(yy / 4.0)).astype(np.uint8)
-    path = tmp_path / "tiny.png"
-    iio.imwrite(path, pixels)
-    return path
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _config(*argv):
