@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .block import INIT_SCHEMES
 from .dispatch import BACKEND_MODULES
 from .errors import InputError
 
@@ -54,6 +55,8 @@ class TrainConfig:
     ``test_every``; early stopping averages the last ``smooth_window`` validation losses every
     ``record_every * smooth_window`` epochs and stops when the relative change is below
     ``rel_tol``. ``cache_dtype`` 'auto' caches features in bf16 on CUDA and fp32 on CPU.
+    ``init`` draws each new block's parameters from ``seed``: 'glorot' (the regression and
+    restoration papers' init) or 'he' (PROTOCOL 4 and 6: the synthetic and eigenvalue codes').
     """
 
     epochs: int = 10_000
@@ -65,6 +68,7 @@ class TrainConfig:
     rel_tol: float = 1e-4
     test_every: int = 50
     seed: int = 0
+    init: str = "glorot"
     device: str = "auto"
     backend: str | None = None
     cache_dtype: str = "auto"
@@ -85,6 +89,9 @@ class TrainConfig:
             f"learning rate must be a finite number > 0, got {self.lr!r}",
         )
         _require(self.rel_tol >= 0, f"rel_tol must be >= 0, got {self.rel_tol!r}")
+        _require(
+            self.init in INIT_SCHEMES, f"init must be one of {INIT_SCHEMES}, got {self.init!r}"
+        )
         _require(
             self.optimizer in OPTIMIZERS,
             f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}",

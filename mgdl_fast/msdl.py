@@ -82,7 +82,7 @@ def fit_msdl(
     shape = cfg.shape(task.in_dim, task.out_dim)
     # One seed per subnet, so the subnets start different (the authors split one key).
     blocks = [
-        BlockParams.init(shape, seed=train_cfg.seed + s, device=device)
+        BlockParams.init(shape, seed=train_cfg.seed + s, device=device, scheme=train_cfg.init)
         for s in range(len(cfg.coeffs))
     ]
     model = MSDLModel(blocks, cfg.coeffs)

@@ -141,7 +141,9 @@ def fit(
 
     for k in range(len(result.model), len(shapes)):
         start = time.perf_counter()
-        params = BlockParams.init(shapes[k], seed=train_cfg.seed, device=device)
+        params = BlockParams.init(
+            shapes[k], seed=train_cfg.seed, device=device, scheme=train_cfg.init
+        )
         stop_rule = ValidationSmoothing(
             train_cfg.record_every,
             train_cfg.smooth_window,

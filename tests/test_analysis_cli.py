@@ -75,7 +75,7 @@ def test_sweep_lr_table_with_a_diverging_run(tmp_path, capsys):
     assert code == 0, stderr
     data = json.loads((out / "sweep.json").read_text())
     rows = {(r["model"], r["optimizer"], r["lr"]): r for r in data["rows"]}
-    assert len(rows) == 6 and data["config"]["init"] == "he"
+    assert len(rows) == 6 and data["config"]["train"]["init"] == "he"
     for model in ("mgdl", "sgdl"):
         assert rows[(model, "gd", 1e4)]["test_loss"] is None
         assert rows[(model, "gd", 1e4)]["diverged"]

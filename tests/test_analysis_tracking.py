@@ -25,7 +25,7 @@ def _one_thread():
 
 def _gd(epochs: int, lr: float, **kw) -> TrainConfig:
     return TrainConfig(
-        epochs=epochs, lr=lr, optimizer="gd", device="cpu", early_stopping=False, **kw
+        epochs=epochs, lr=lr, optimizer="gd", device="cpu", early_stopping=False, init="he", **kw
     )
 
 
@@ -36,7 +36,7 @@ def _task():
 
 def test_spectra_are_taken_every_interval_before_the_update():
     task, objective = _task()
-    tracker = EigenTracker(0.05, 4, k=3, init="he")
+    tracker = EigenTracker(0.05, 4, k=3)
     result = fit(task, objective, MGDL, _gd(13, 0.05, record_every=1), progress=False, hook=tracker)
     iterations = [(e.grade, e.iteration) for e in tracker.evaluations]
     assert iterations == [(g, i) for g in (1, 2) for i in (0, 4, 8, 12)]
@@ -55,7 +55,7 @@ def test_spectra_are_taken_every_interval_before_the_update():
 def test_eigenvalue_rule_stops_a_grade_but_never_at_iteration_zero():
     task, objective = _task()
     # Every spectrum satisfies min eig < 2, so each grade ends at its first spectrum after 0.
-    tracker = EigenTracker(0.05, 5, k=2, stop_below=2.0, init="he")
+    tracker = EigenTracker(0.05, 5, k=2, stop_below=2.0)
     summary = track_eigenvalues(task, objective, MGDL, _gd(100, 0.05), tracker)
     assert [g["stop_reason"] for g in summary["grades"]] == [EIG_STOP_REASON] * 2
     assert [g["iterations"] for g in summary["grades"]] == [5, 5]
@@ -68,7 +68,7 @@ def test_eigenvalue_rule_fires_when_gd_reaches_the_edge_of_stability():
     task, objective = _task()
     # A step size far above 2 / lambda_max: the smallest eigenvalue of I - eta*H is < -0.95
     # at the start, and the rule may stop only from the first spectrum after iteration 0.
-    tracker = EigenTracker(3.0, 2, k=2, stop_below=-0.95, init="he")
+    tracker = EigenTracker(3.0, 2, k=2, stop_below=-0.95)
     summary = track_eigenvalues(task, objective, MGDL, _gd(50, 3.0), tracker)
     first = summary["evaluations"][0]
     assert first["iteration"] == 0 and first["smallest"][0] < -0.95
@@ -78,7 +78,7 @@ def test_eigenvalue_rule_fires_when_gd_reaches_the_edge_of_stability():
 
 def test_without_the_rule_training_runs_to_the_end():
     task, objective = _task()
-    tracker = EigenTracker(0.05, 10, k=2, init="he")
+    tracker = EigenTracker(0.05, 10, k=2)
     summary = track_eigenvalues(task, objective, MGDL, _gd(20, 0.05), tracker)
     assert [g["stop_reason"] for g in summary["grades"]] == ["max_epochs"] * 2
     assert summary["diverged"] is None and len(summary["evaluations"]) == 4

@@ -13,7 +13,6 @@ from mgdl_fast.analysis.accuracy import main as accuracy_main
 from mgdl_fast.analysis.hessian import dense_hessian
 from mgdl_fast.analysis.lanczos import lanczos_extremes
 from mgdl_fast.analysis.spectrum import iteration_spectrum
-from mgdl_fast.analysis.tracking import InitHook
 from mgdl_fast.objectives import RegressionObjective
 from mgdl_fast.tasks import FunctionTask
 
@@ -69,10 +68,8 @@ def _trained_grade(model: ModelConfig, eta: float, grade: int, epochs: int):
     """(shape, theta, x, y) of ``grade``'s loss after ``epochs`` GD steps on setting 1."""
     task = FunctionTask.setting(1, J=8)
     captured = {}
-    init = InitHook("he")
 
     def hook(g, epoch, params, inputs, objective):
-        init(g, epoch, params, inputs, objective)
         if g == grade and epoch == epochs - 1:
             captured.update(
                 shape=params.shape,
@@ -81,7 +78,9 @@ def _trained_grade(model: ModelConfig, eta: float, grade: int, epochs: int):
                 y=objective.residual["train"].clone(),
             )
 
-    cfg = TrainConfig(epochs=epochs, lr=eta, optimizer="gd", device="cpu", early_stopping=False)
+    cfg = TrainConfig(
+        epochs=epochs, lr=eta, optimizer="gd", device="cpu", early_stopping=False, init="he"
+    )
     fit(task, RegressionObjective(task), model, cfg, progress=False, hook=hook)
     return captured["shape"], captured["theta"], captured["x"], captured["y"]
 

@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 
-from mgdl_fast import RegressionTask, fit, fit_regression
+from mgdl_fast import BlockParams, RegressionTask, fit, fit_regression
 from mgdl_fast.cache import FeatureCache, freeze_grade
 from mgdl_fast.early_stop import ValidationSmoothing
+from mgdl_fast.errors import InputError
 from mgdl_fast.objectives import RegressionObjective
+from mgdl_fast.trainer import grade_shapes
 
 from .helpers import quick_train, small_camera, tiny_model
 
@@ -185,3 +187,24 @@ def test_hook_runs_before_every_step_and_can_stop_a_grade(image):
     assert calls[:20] == [(1, e) for e in range(20)] and calls[20:] == [(2, e) for e in range(8)]
     assert result.records[1].stop_reason == "stopped by hook"
     assert result.records[1].epochs_run == 7
+
+
+@pytest.mark.parametrize("scheme", ["glorot", "he"])
+def test_each_grade_starts_from_the_configured_init(image, scheme):
+    starts = {}
+
+    def hook(grade, epoch, params, inputs, objective):
+        if epoch == 0:
+            starts[grade] = params.flat.clone()
+
+    train_cfg = quick_train(epochs=3, init=scheme, seed=5)
+    fit_regression(image, tiny_model(grades=2), train_cfg, progress=False, hook=hook)
+    shapes = grade_shapes(tiny_model(grades=2), 2, 1)
+    for grade, shape in enumerate(shapes, start=1):
+        expected = BlockParams.init(shape, seed=5, scheme=scheme).flat
+        torch.testing.assert_close(starts[grade], expected, rtol=0, atol=0)
+
+
+def test_unknown_init_is_refused():
+    with pytest.raises(InputError, match="init must be one of"):
+        quick_train(init="xavier")

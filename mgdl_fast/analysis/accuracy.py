@@ -24,19 +24,17 @@ from .data import load_data, parse_synthetic
 from .hessian import dense_hessian
 from .report import run_environment
 from .spectrum import iteration_spectrum
-from .tracking import InitHook
 
 
 def capture_grade(data, model_cfg: ModelConfig, eta: float, steps: int) -> dict:
     """``shape``, ``theta`` (float64), ``x``, ``y`` of the last grade's loss after ``steps`` GD
     iterations in every grade (He init)."""
-    init, captured = InitHook("he"), {}
+    captured = {}
     train_cfg = TrainConfig(
-        epochs=steps + 1, lr=eta, optimizer="gd", device="cpu", early_stopping=False
+        epochs=steps + 1, lr=eta, optimizer="gd", device="cpu", early_stopping=False, init="he"
     )
 
     def hook(g, epoch, params, inputs, objective):
-        init(g, epoch, params, inputs, objective)
         if g == (model_cfg.grades if model_cfg.kind == "mgdl" else 1) and epoch == steps:
             captured.update(
                 shape=params.shape,

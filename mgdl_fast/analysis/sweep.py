@@ -14,12 +14,12 @@ from ..trainer import fit
 from .data import Data
 
 
-def run_one(data: Data, model_cfg: ModelConfig, train_cfg: TrainConfig, hook=None) -> dict:
+def run_one(data: Data, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict:
     """Train one configuration; return its row: final train/val/test loss and PSNR after the
     last grade (None if any grade diverged; ``kept_test_loss`` is then that of the grades kept
-    before it), the grades finished, and why each stopped. ``hook`` goes to ``fit``."""
+    before it), the grades finished, and why each stopped."""
     start = time.perf_counter()
-    result = fit(data.task, data.objective, model_cfg, train_cfg, progress=False, hook=hook)
+    result = fit(data.task, data.objective, model_cfg, train_cfg, progress=False)
     final = result.records[-1].final if result.records else {}
     diverged = result.diverged is not None
     row = {
@@ -49,21 +49,19 @@ def sweep(
     grids: dict[str, list[float]],
     train_cfg: TrainConfig,
     *,
-    hook=None,
     verbose: bool = False,
 ) -> list[dict]:
     """Every model in ``models`` with every optimizer in ``grids`` at each of its learning rates.
 
     ``make_data`` builds fresh data per run (the objective's residuals change as grades are
-    fitted). ``train_cfg`` gives everything but the optimizer and the learning rate; ``hook``
-    (e.g. an InitHook) goes to every ``fit``.
+    fitted). ``train_cfg`` gives everything but the optimizer and the learning rate.
     """
     rows = []
     for optimizer, lrs in grids.items():
         for lr in lrs:
             for model_cfg in models:
                 cfg = replace(train_cfg, optimizer=optimizer, lr=lr)
-                row = run_one(make_data(), model_cfg, cfg, hook)
+                row = run_one(make_data(), model_cfg, cfg)
                 rows.append(row)
                 if verbose:
                     print(format_row(row), file=sys.stderr)

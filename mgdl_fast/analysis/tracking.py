@@ -44,27 +44,11 @@ class Evaluation:
         }
 
 
-class InitHook:
-    """Trainer hook that re-draws each grade's parameters with ``BlockParams.init(shape, seed,
-    scheme=scheme)`` before its first step (e.g. PROTOCOL 4's He-normal init, which the
-    trainer's default Glorot init does not give); the optimizer state is still zero then."""
-
-    def __init__(self, scheme: str, seed: int = 0):
-        self.scheme, self.seed = scheme, seed
-
-    def __call__(self, grade: int, epoch: int, params: BlockParams, inputs, objective):
-        if epoch == 0:
-            fresh = BlockParams.init(params.shape, self.seed, scheme=self.scheme)
-            params.flat.copy_(fresh.flat)
-        return None
-
-
 class EigenTracker:
     """Trainer hook computing J's extreme eigenvalues every ``interval`` iterations.
 
-    ``init="he"`` re-draws each grade's parameters with PROTOCOL 4's He-normal init (weights
-    N(0, 2/fan_in), zero biases) from ``seed`` before its first step; ``None`` keeps the
-    engine's init. Other keywords go to ``iteration_spectrum``.
+    Other keywords go to ``iteration_spectrum``. PROTOCOL 4's He-normal init is the training
+    config's (``TrainConfig(init="he")``).
     """
 
     def __init__(
@@ -74,21 +58,16 @@ class EigenTracker:
         k: int = 10,
         *,
         stop_below: float | None = None,
-        init: str | None = None,
-        seed: int = 0,
         verbose: bool = False,
         **spectrum_kwargs,
     ):
         self.eta, self.interval, self.k = eta, interval, k
         self.stop_below = stop_below
-        self.init = InitHook(init, seed) if init is not None else None
         self.verbose = verbose
         self.spectrum_kwargs = spectrum_kwargs
         self.evaluations: list[Evaluation] = []
 
     def __call__(self, grade: int, epoch: int, params: BlockParams, inputs, objective):
-        if self.init is not None:
-            self.init(grade, epoch, params, inputs, objective)
         if epoch % self.interval:
             return None
         x, y = inputs.get("train"), objective.residual["train"]

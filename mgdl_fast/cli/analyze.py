@@ -150,6 +150,7 @@ def _configs(args, model: str, defaults: dict) -> tuple[ModelConfig, TrainConfig
         record_every=defaults["record_every"],
         rel_tol=args.rel_tol if args.rel_tol is not None else defaults["rel_tol"][model],
         seed=args.seed,
+        init=args.init,
         device=args.device,
     )
     return model_cfg, train_cfg, eta
@@ -170,8 +171,6 @@ def _eig_run(args, model: str, defaults: dict, stop: float | None) -> dict:
         interval,
         args.k,
         stop_below=stop,
-        init=args.init,
-        seed=args.seed,
         verbose=not args.quiet,
         method=args.method,
         dtype=HVP_DTYPES[args.hvp_dtype],

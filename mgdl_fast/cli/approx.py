@@ -12,6 +12,7 @@ import torch
 
 from ..approx import MODELS, SETTINGS, run_setting
 from ..approx_plots import plot_approximations
+from ..block import INIT_SCHEMES
 from ..config import OPTIMIZERS, TrainConfig
 from ..errors import InputError
 from ..history import GradeRecord
@@ -44,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--record-every", type=int, default=100, help="epochs between loss records")
     p.add_argument("--no-early-stop", action="store_true", help="always run every epoch")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    p.add_argument(
+        "--init", choices=INIT_SCHEMES, help="parameter init (default: he in 1D, glorot in 2D)"
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--backend", default=None, help="reference, triton, cuda or auto")
     p.add_argument(
@@ -71,6 +75,7 @@ def _train_configs(args, setting) -> dict[str, TrainConfig]:
             test_every=args.record_every,
             rel_tol=1e-6,
             seed=args.seed,
+            init=args.init or setting.init,
             device=args.device,
             backend=args.backend,
         )

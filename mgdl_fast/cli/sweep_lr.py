@@ -11,7 +11,6 @@ from ..analysis.data import load_data, parse_synthetic
 from ..analysis.figures import plot_sweep
 from ..analysis.report import run_environment, write_json
 from ..analysis.sweep import markdown_table, sweep
-from ..analysis.tracking import InitHook
 from ..block import INIT_SCHEMES
 from ..config import MODEL_KINDS, OPTIMIZERS, ModelConfig, TrainConfig
 from ..errors import InputError
@@ -96,10 +95,10 @@ def run(args) -> int:
         early_stopping=not args.no_early_stop,
         rel_tol=args.rel_tol,
         seed=args.seed,
+        init=args.init or defaults["init"],
         device=args.device,
     )
     device = train_cfg.torch_device()
-    init = args.init or defaults["init"]
     first = load_data(args.task, downsample=args.downsample, invert=args.invert, device=device)
     out = Path(args.out or f"runs/sweep_{first.name}")
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +107,6 @@ def run(args) -> int:
         models,
         grids,
         train_cfg,
-        hook=InitHook(init, args.seed),
         verbose=not args.quiet,
     )
     table = markdown_table(rows, psnr=not synthetic)
@@ -119,7 +117,6 @@ def run(args) -> int:
         "models": [m.to_dict() for m in models],
         "grids": grids,
         "train": train_cfg.to_dict(),
-        "init": init,
         "command": "mgdl-fast " + " ".join(sys.argv[1:]),
     }
     write_json(
