@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU-scale runs behind docs/REPRODUCTION.md and docs/ANALYSIS.md, one after another (about
-# 35 minutes on 2 cores). Each command's output goes to $OUT/<name>.log and its files to
+# 65 minutes on 2 cores). Each command's output goes to $OUT/<name>.log and its files to
 # $OUT/<name>/. Images come from ../shared/images (IMAGES=... to point elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,13 @@ run deblur_sgdl mgdl-fast fit "$butterfly" --task deblur --blur 3 --noise 3 "${c
 run approx_1 mgdl-fast approx --setting 1 --quiet
 run approx_2 mgdl-fast approx --setting 2 --quiet
 run approx_2d mgdl-fast approx --setting 2d --quiet
+run approx_1_paper_mgdl mgdl-fast approx --setting 1 --preset paper --models mgdl --quiet
+run approx_1_paper_sgdl_msdl mgdl-fast approx --setting 1 --preset paper --models sgdl,msdl --quiet
+run approx_1_paper_msdl_full mgdl-fast approx --setting 1 --preset paper --models msdl \
+  --no-early-stop --quiet
+for seed in 1 2 3 4; do
+  run "approx_1_msdl_seed$seed" mgdl-fast approx --setting 1 --models msdl --seed "$seed" --quiet
+done
 
 run eig_synthetic2 mgdl-fast analyze eig synthetic:2 --iterations 20000 --sgdl-iterations 80000 --quiet
 run eig_cameraman_w128 mgdl-fast analyze eig "$camera" --model mgdl --width 128 --layers 2 \
