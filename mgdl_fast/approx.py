@@ -6,10 +6,9 @@ The 1D models are the authors' synthetic ones: MGDL grades ``[1, 32, 1]`` then `
 ``[1, 8, 8, 8, 8, 1]`` with input scales {1, 2, 4, 8}; full-batch gradient descent with the
 authors' selected step sizes (MGDL 6e-2, SGDL 5e-3, MSDL 4e-3), their He-normal init (weights
 N(0, 2 / fan_in), zero biases), loss ``0.5 * mean((f - y)^2)``, validation smoothing every 100
-epochs over 20 records with relative tolerance 1e-6. The 2D
-setting is ours (no paper has one): MGDL 4 grades x 2 hidden layers x 64, SGDL 8 x 64, MSDL 4
-subnets of 4 x 48 (about 29k parameters each), Adam 1e-3, Glorot init, a 64 x 64 training
-grid (quick) or 128 x 128 (paper).
+epochs over 20 records with relative tolerance 1e-6. The 2D setting is ours (no paper has one):
+MGDL 4 grades x 2 hidden layers x 64, SGDL 8 x 64, MSDL 4 subnets of 4 x 48 (about 29k
+parameters each), Adam 1e-3, Glorot init, a 64 x 64 training grid (quick) or 128 x 128 (paper).
 """
 
 from __future__ import annotations
