@@ -35,7 +35,7 @@ def test_eig_on_synthetic_data_writes_json_and_png(tmp_path, capsys):
     assert [e["cumulative_iteration"] for e in mgdl["evaluations"]] == [0, 10, 20, 30, 40, 50]
     assert [e["cumulative_iteration"] for e in sgdl["evaluations"]] == [0, 10, 20]
     assert mgdl["config"]["eta"] == 6e-2 and sgdl["config"]["eta"] == 5e-3
-    assert mgdl["config"]["eig_stop"] is None and mgdl["config"]["init"] == "he"
+    assert mgdl["config"]["eig_stop"] is None and mgdl["config"]["train"]["init"] == "he"
     assert [g["params"] for g in mgdl["grades"]] == [8 + 8 + 8 + 1, 64 + 8 + 8 + 1]
     assert sgdl["grades"][0]["params"] == 8 + 8 + 72 + 9
     assert all(len(e["smallest"]) == 3 for e in mgdl["evaluations"])

@@ -47,8 +47,8 @@ class Evaluation:
 class EigenTracker:
     """Trainer hook computing J's extreme eigenvalues every ``interval`` iterations.
 
-    Other keywords go to ``iteration_spectrum``. PROTOCOL 4's He-normal init is the training
-    config's (``TrainConfig(init="he")``).
+    Other keywords go to ``iteration_spectrum``. PROTOCOL 4's He-normal init is set in the
+    training config (``TrainConfig(init="he")``), not here.
     """
 
     def __init__(

@@ -192,7 +192,6 @@ def _eig_run(args, model: str, defaults: dict, stop: float | None) -> dict:
         "lanczos_steps": args.lanczos_steps,
         "tol": args.tol,
         "eig_stop": stop,
-        "init": args.init,
         "command": "mgdl-fast " + " ".join(sys.argv[1:]),
     }
     summary["environment"] = run_environment(train_cfg.torch_device())
