@@ -3,32 +3,43 @@
 Importing never compiles or probes a GPU; Triton and the CUDA extension load on first use.
 """
 
+from ._version import __version__
+from .backends import bind
+from .backends.base import Options
+from .backends.engine import Engine
 from .block import BlockParams, BlockShape
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig
 from .errors import BackendUnavailableError, DivergenceError, InputError, MGDLError
-from .images import Image, default_image, from_array, load_image
-from .model import MultiGradeModel
+from .io.checkpoint import load_checkpoint, save_checkpoint
+from .io.images import Image, default_image, from_array, load_image
 from .ops import block_forward
-from .tasks import RegressionTask
-from .trainer import FitResult, fit
-
-__version__ = "0.1.0"
+from .tasks import FunctionTask, RegressionObjective, RegressionTask
+from .tasks.base import GradeInputs, Objective, Split, Task
+from .train import FitResult, GradeHook, ModelConfig, MultiGradeModel, TrainConfig, fit
 
 __all__ = [
     "BackendUnavailableError",
     "BlockParams",
     "BlockShape",
     "DivergenceError",
+    "Engine",
     "FitResult",
+    "FunctionTask",
+    "GradeHook",
+    "GradeInputs",
     "Image",
     "InputError",
     "MGDLError",
     "ModelConfig",
     "MultiGradeModel",
+    "Objective",
+    "Options",
+    "RegressionObjective",
     "RegressionTask",
+    "Split",
+    "Task",
     "TrainConfig",
     "__version__",
+    "bind",
     "block_forward",
     "default_image",
     "fit",
@@ -44,10 +55,7 @@ def fit_regression(
     image: Image, model: ModelConfig | None = None, train: TrainConfig | None = None, **kwargs
 ) -> FitResult:
     """Fit an image by coordinate regression (PROTOCOL 2); keyword arguments go to ``fit``."""
-    from .objectives import RegressionObjective
-
     model = model or ModelConfig()
     train = train or TrainConfig()
     task = RegressionTask(image.pixels, device=train.torch_device())
-    objective = RegressionObjective(task, backend=train.backend, chunk_size=train.chunk_size)
-    return fit(task, objective, model, train, **kwargs)
+    return fit(task, RegressionObjective(task), model, train, **kwargs)

@@ -1,53 +1,72 @@
-"""``python -m mgdl_fast.info``: versions, devices and the backend matrix with reasons."""
+"""``python -m mgdl_fast.info``: versions, devices, the backend matrix with reasons, and the
+kernels' self-checks on every CUDA device."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
-
 import torch
 
-from . import dispatch
-from .block import BlockParams, BlockShape
+from . import backends
+from .backends import selfcheck
+from .backends.base import Options, shape_name
+from .block import BlockShape
+from .io.environment import environment
+
+# The papers' headline grades: grade 1 reads coordinates, later grades 128 cached features.
+PROBE_SHAPES = (BlockShape(2, 128, 2, 1), BlockShape(128, 128, 2, 1))
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _probe_inputs(device: str) -> tuple[torch.Tensor, BlockParams]:
-    """A grade-2 block of the papers' size, to ask each backend what it can serve."""
-    params = BlockParams.init(BlockShape(128, 128, 2, 1), seed=0, device=device)
-    return torch.zeros(4, 128, device=device), params
-
-
-def report() -> str:
-    from . import __version__
-
-    lines = [f"mgdl_fast {__version__}", f"python {platform.python_version()}"]
-    for package in ("torch", "triton", "numpy", "scikit-image"):
-        lines.append(f"{package} {_version(package)}")
-    cuda = torch.cuda.is_available()
-    lines.append(f"CUDA available: {cuda}")
-    if cuda:
-        lines += [
-            f"  cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())
-        ]
-    lines.append("backends (op: status for a [N, 128] grade-2 block):")
-    devices = ["cpu"] + (["cuda"] if cuda else [])
-    for name in dispatch.backend_names():
-        why = dispatch.unavailable_reason(name)
+def _matrix(devices: list[str]) -> list[str]:
+    lines = []
+    for name in backends.backend_names():
+        why = backends.unavailable_reason(name)
         lines.append(f"  {name}: {'available' if why is None else 'unavailable: ' + why}")
         if why is not None:
             continue
         for device in devices:
-            x, params = _probe_inputs(device)
-            for op in dispatch.OPS:
-                reasons = dispatch.reasons(name, op, x, params)
-                lines.append(f"    {device} {op}: {'ok' if not reasons else '; '.join(reasons)}")
+            for shape in PROBE_SHAPES:
+                dtype = torch.float32 if shape.in_dim != shape.width else torch.bfloat16
+                reasons = backends.reasons(name, shape, device, dtype, Options.from_env())
+                status = "ok" if not reasons else "; ".join(reasons)
+                lines.append(f"    {device} {shape_name(shape)} {dtype}: {status}")
+    return lines
+
+
+def _self_checks(devices: list[str]) -> list[str]:
+    """Bind every probe shape under auto on each CUDA device: runs the self-checks."""
+    for device in devices:
+        if device == "cpu":
+            continue
+        for shape in PROBE_SHAPES:
+            dtype = torch.float32 if shape.in_dim != shape.width else torch.bfloat16
+            try:
+                backends.bind(shape, device=device, rows=1, input_dtype=dtype, backend="auto")
+            except Exception as exc:  # shown, not raised: info reports what does not work
+                return [f"  {device} {shape_name(shape)}: {exc}"]
+    results = selfcheck.results()
+    if not results:
+        return ["  none run (auto picks the torch backend for CPU tensors)"]
+    return [
+        f"  {key}: {'passed' if r['passed'] else 'FAILED'} ({r['worst']} error {r['error']:.2e},"
+        f" tolerance {r['tolerance']:.0e})"
+        for key, r in results.items()
+    ]
+
+
+def report() -> str:
+    env = environment()
+    lines = [f"mgdl_fast {env['mgdl_fast']} (commit {env['commit']})", f"python {env['python']}"]
+    lines += [f"{p} {env[p]}" for p in ("torch", "triton", "numpy")]
+    cuda = torch.cuda.is_available()
+    lines.append(f"CUDA available: {cuda}")
+    devices = ["cpu"]
+    if cuda:
+        for i in range(torch.cuda.device_count()):
+            lines.append(f"  cuda:{i} {torch.cuda.get_device_name(i)}")
+            devices.append(f"cuda:{i}")
+    lines.append("backends (for the headline grade shapes):")
+    lines += _matrix(devices)
+    lines.append("kernel self-checks against the torch backend:")
+    lines += _self_checks(devices)
     return "\n".join(lines)
 
 

@@ -8,6 +8,9 @@ a small floor. Changing a value here needs a stated reason.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 # (rtol, atol) against a float64 oracle; atol is multiplied by max(1, max|expected|) because
@@ -19,6 +22,14 @@ TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     # fp32 GEMMs over up to ~1e4 terms: relative error grows ~ sqrt(K) * 6e-8.
     torch.float32: (2e-5, 2e-6),
 }
+
+
+# The kernels' self-check (backends/selfcheck.py): max |kernel - torch| / max |torch| over the
+# output, loss and gradient of one step at N = 300, per product precision. fp32 sums in another
+# order stay near 1e-6; tf32 and bf16 round every operand (2^-11 and 2^-8 relative), and a
+# gradient sums ~300 such products, so a few times the unit roundoff; a wrong kernel is off by
+# O(1).
+SELF_CHECK_TOLERANCE: dict[str, float] = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 5e-2}
 
 
 def tolerance(dtype: torch.dtype) -> dict[str, float]:
@@ -69,3 +80,18 @@ def poisoned(
     """A tensor filled with NaN, to pass as an output buffer: any element a kernel fails to
     write stays NaN and fails the comparison."""
     return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+
+@contextlib.contextmanager
+def poison_buffers() -> Iterator[None]:
+    """Within the block, every buffer an engine allocates at bind time starts as NaN, so a
+    kernel that reads an element before writing it fails the comparison (fla's NaN poisoning
+    of internal allocations)."""
+    from .backends import engine
+
+    previous = engine._poison_buffers
+    engine._poison_buffers = True
+    try:
+        yield
+    finally:
+        engine._poison_buffers = previous

@@ -1,14 +1,14 @@
 """The specification of a block as one pure, differentiable torch function.
 
-Everything else (the reference backend's fast ops, the Triton and CUDA kernels) is tested
-against this; torch.func transforms (Hessians, HVPs) use it directly.
+Everything else (the torch backend's fast ops, the Triton and CUDA kernels) is tested against
+this; torch.func transforms (Hessians, HVPs) use it directly.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..block import BlockShape
+from .block import BlockShape
 
 
 def block_apply(
