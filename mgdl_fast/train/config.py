@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .block import INIT_SCHEMES
-from .dispatch import BACKEND_MODULES
-from .errors import InputError
+from ..backends import requested_backend
+from ..backends.base import PRECISIONS, Options
+from ..block import INIT_SCHEMES
+from ..errors import InputError
 
 MODEL_KINDS = ("mgdl", "sgdl")
 OPTIMIZERS = ("adam", "gd")
@@ -57,6 +58,12 @@ class TrainConfig:
     ``rel_tol``. ``cache_dtype`` 'auto' caches features in bf16 on CUDA and fp32 on CPU.
     ``init`` draws each new block's parameters from ``seed``: 'glorot' (the regression and
     restoration papers' init) or 'he' (PROTOCOL 4 and 6: the synthetic and eigenvalue codes').
+
+    ``backend`` (None: ``$MGDL_FAST_BACKEND``, else auto), ``precision`` and ``deterministic``
+    (None: ``$MGDL_FAST_PRECISION`` / ``$MGDL_FAST_DETERMINISTIC``, else auto / True) choose how
+    every grade is bound; they are resolved once, here. ``cuda_graph`` None captures each
+    K-epoch block between records in a CUDA graph when the bound backend and the objective
+    allow it; False never does.
     """
 
     epochs: int = 10_000
@@ -71,6 +78,9 @@ class TrainConfig:
     init: str = "glorot"
     device: str = "auto"
     backend: str | None = None
+    precision: str | None = None
+    deterministic: bool | None = None
+    cuda_graph: bool | None = None
     cache_dtype: str = "auto"
     feature_cache: bool = True
     chunk_size: int = 1 << 16
@@ -97,13 +107,24 @@ class TrainConfig:
             f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}",
         )
         _require(
-            self.backend in (None, "auto", *BACKEND_MODULES),
-            f"unknown backend {self.backend!r}; choose from {', '.join(BACKEND_MODULES)} or auto",
+            self.precision in (None, *PRECISIONS),
+            f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
+        _require(
+            self.cuda_graph in (None, True, False),
+            f"cuda_graph must be None, True or False, got {self.cuda_graph!r}",
+        )
+        self.backend = requested_backend(self.backend)
+        options = Options.from_env(self.precision, self.deterministic)
+        self.precision, self.deterministic = options.precision, options.deterministic
         _require(
             self.cache_dtype in ("auto", *CACHE_DTYPES),
             f"cache dtype must be auto, fp32 or bf16, got {self.cache_dtype!r}",
         )
+
+    def options(self) -> Options:
+        """The backend options every grade binds with."""
+        return Options(self.precision or "auto", bool(self.deterministic))
 
     def torch_device(self) -> torch.device:
         """The training device; raises InputError when it is not usable here."""

@@ -26,6 +26,11 @@ class ValidationSmoothing:
     def is_check_epoch(self, epoch: int) -> bool:
         return (epoch if self.check_at_start else epoch + 1) % self.period == 0
 
+    def next_check_epoch(self, epoch: int) -> int:
+        """The first check epoch >= ``epoch``."""
+        shift = 0 if self.check_at_start else 1
+        return -(-(epoch + shift) // self.period) * self.period - shift
+
     def should_stop(self, val_losses: list[float]) -> bool:
         """Add a smoothed point from the recorded losses; True when training should stop."""
         recent = val_losses[-self.window :]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -39,7 +39,8 @@ class MetricLog:
 
 @dataclass
 class GradeRecord:
-    """What training one grade did: curves, how it ended, its wall time and final metrics."""
+    """What training one grade did: curves, how it ended, its wall time, final metrics and
+    the engine it was bound to (backend, options, self-check: ``Engine.describe``)."""
 
     grade: int
     shape: dict
@@ -48,10 +49,11 @@ class GradeRecord:
     time_s: float
     curves: dict[str, dict[str, list]] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)
+    backend: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> GradeRecord:
-        return cls(**data)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

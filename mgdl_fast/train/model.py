@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from .block import BlockParams
-from .dispatch import resolve
-from .tasks.regression import coordinate_grid
+from ..backends import bind
+from ..backends.base import Options
+from ..backends.engine import Engine
+from ..block import BlockParams
+from ..grid import grid_rows
 
 DEFAULT_CHUNK = 1 << 16
 
@@ -44,6 +46,20 @@ class MultiGradeModel:
         grades = [BlockParams(p.shape, p.flat.to(device)) for p in self.grades]
         return MultiGradeModel(grades, self.scales)
 
+    def bind(
+        self,
+        rows: int,
+        *,
+        num_grades: int | None = None,
+        backend: str | None = None,
+        options: Options | None = None,
+    ) -> list[Engine]:
+        """One engine per grade for up to ``rows`` rows per call (fp32 inputs and features)."""
+        return [
+            bind(p.shape, device=self.device, rows=rows, options=options, backend=backend)
+            for p in self.grades[: num_grades or len(self)]
+        ]
+
     @torch.no_grad()
     def predict(
         self,
@@ -52,6 +68,7 @@ class MultiGradeModel:
         num_grades: int | None = None,
         chunk_size: int = DEFAULT_CHUNK,
         backend: str | None = None,
+        engines: list[Engine] | None = None,
     ) -> torch.Tensor:
         """Sum of the first ``num_grades`` grades' outputs ``[N, C]`` for inputs ``x [N, D]``.
 
@@ -59,35 +76,56 @@ class MultiGradeModel:
         ``chunk_size x width`` whatever N is.
         """
         grades = self.grades[: num_grades or len(self)]
+        chunk = min(chunk_size, x.shape[0])
+        engines = engines or self.bind(chunk, num_grades=len(grades), backend=backend)
         out = torch.zeros(x.shape[0], grades[-1].shape.out_dim, device=x.device)
-        fwd_ops = [resolve("block_fwd", x, p, backend=backend)[1] for p in grades]
-        for start in range(0, x.shape[0], chunk_size):
-            h = x[start : start + chunk_size]
-            for k, (params, fwd, scale) in enumerate(zip(grades, fwd_ops, self.scales)):
-                feats = None
-                if k + 1 < len(grades):
-                    feats = torch.empty(h.shape[0], params.shape.width, device=x.device)
-                out[start : start + h.shape[0]].add_(
-                    fwd(h, params, features_out=feats), alpha=scale
-                )
-                h = feats
+        part = torch.empty(chunk, grades[-1].shape.out_dim, device=x.device)
+        feats = [torch.empty(chunk, p.shape.width, device=x.device) for p in grades[:-1]]
+        for start in range(0, x.shape[0], chunk):
+            h = x[start : start + chunk]
+            n = h.shape[0]
+            for k, (params, engine, scale) in enumerate(zip(grades, engines, self.scales)):
+                features = feats[k][:n] if k + 1 < len(grades) else None
+                engine.forward(h, params.flat, part[:n], features)
+                out[start : start + n].add_(part[:n], alpha=scale)
+                h = features
         return out
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor, *, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
+    def features(
+        self, x: torch.Tensor, *, chunk_size: int = DEFAULT_CHUNK, backend: str | None = None
+    ) -> torch.Tensor:
         """Last hidden features ``[N, W]`` of the newest grade, chaining through every grade."""
+        chunk = min(chunk_size, x.shape[0])
+        engines = self.bind(chunk, backend=backend)
         result = torch.empty(x.shape[0], self.grades[-1].shape.width, device=x.device)
-        fwd_ops = [resolve("block_fwd", x, p)[1] for p in self.grades]
-        for start in range(0, x.shape[0], chunk_size):
-            h = x[start : start + chunk_size]
-            for params, fwd in zip(self.grades, fwd_ops):
-                feats = torch.empty(h.shape[0], params.shape.width, device=x.device)
-                fwd(h, params, features_out=feats)
-                h = feats
-            result[start : start + h.shape[0]] = h
+        part = torch.empty(chunk, self.grades[-1].shape.out_dim, device=x.device)
+        feats = [torch.empty(chunk, p.shape.width, device=x.device) for p in self.grades]
+        for start in range(0, x.shape[0], chunk):
+            h = x[start : start + chunk]
+            n = h.shape[0]
+            for params, engine, buf in zip(self.grades, engines, feats):
+                engine.forward(h, params.flat, part[:n], buf[:n])
+                h = buf[:n]
+            result[start : start + n] = h
         return result
 
-    def render(self, height: int, width: int, *, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
-        """The image ``[H, W, C]`` the model predicts on an ``H x W`` coordinate grid."""
-        grid = coordinate_grid(height, width).reshape(-1, 2).to(self.device)
-        return self.predict(grid, chunk_size=chunk_size).reshape(height, width, -1)
+    def render(
+        self,
+        height: int,
+        width: int,
+        *,
+        chunk_size: int = DEFAULT_CHUNK,
+        backend: str | None = None,
+    ) -> torch.Tensor:
+        """The image ``[H, W, C]`` the model predicts on an ``H x W`` coordinate grid, built
+        band by band (the whole grid is never held)."""
+        band = max(1, chunk_size // width)
+        engines = self.bind(min(band * width, height * width), backend=backend)
+        image = torch.empty(height, width, self.grades[-1].shape.out_dim, device=self.device)
+        for top in range(0, height, band):
+            bottom = min(height, top + band)
+            coords = grid_rows(height, width, top, bottom, device=self.device)
+            pixels = self.predict(coords, chunk_size=coords.shape[0], engines=engines)
+            image[top:bottom] = pixels.reshape(bottom - top, width, -1)
+        return image

@@ -1,49 +1,33 @@
-"""Per-grade optimizer state over the flat parameter vector, updated by a backend op."""
+"""Per-grade optimizer: state on the device, updated by the grade's bound engine."""
 
 from __future__ import annotations
 
-import torch
-
-from .block import BlockParams
-from .dispatch import resolve
+from ..backends.engine import Engine
+from ..block import BlockParams
 
 
 class GradeOptimizer:
-    """Adam (bias-corrected, as jax.example_libraries.optimizers.adam) or plain GD."""
+    """Adam (bias-corrected, as jax.example_libraries.optimizers.adam) or plain GD over a
+    ``[numel]`` flat parameter vector (one grade, or every subnet of an MSDL model).
+
+    The step counter and the bias corrections live on the device (``OptimState``), so
+    ``step`` never waits for the host and a CUDA graph of K steps replays correctly.
+    """
 
     def __init__(
         self,
+        engine: Engine,
         kind: str,
         lr: float,
-        params: BlockParams,
+        numel: int,
         *,
-        backend: str | None = None,
         beta1: float = 0.9,
         beta2: float = 0.999,
         eps: float = 1e-8,
     ):
-        self.kind, self.lr = kind, lr
-        self.op = "adam_step" if kind == "adam" else "gd_step"
-        self.backend_name, self._update = resolve(self.op, params.flat, params, backend=backend)
-        self.betas, self.eps = (beta1, beta2), eps
-        self.step_count = 0
-        if kind == "adam":
-            self.exp_avg = torch.zeros_like(params.flat)
-            self.exp_avg_sq = torch.zeros_like(params.flat)
+        self.engine, self.kind, self.lr = engine, kind, lr
+        hyper = {"beta1": beta1, "beta2": beta2, "eps": eps} if kind == "adam" else {}
+        self.state = engine.optimizer_state(kind, lr, numel, **hyper)
 
     def step(self, params: BlockParams, grad: BlockParams) -> None:
-        self.step_count += 1
-        if self.kind == "adam":
-            self._update(
-                params.flat,
-                grad.flat,
-                self.exp_avg,
-                self.exp_avg_sq,
-                step=self.step_count,
-                lr=self.lr,
-                beta1=self.betas[0],
-                beta2=self.betas[1],
-                eps=self.eps,
-            )
-        else:
-            self._update(params.flat, grad.flat, lr=self.lr)
+        self.engine.update(params.flat, grad.flat, self.state)

@@ -1,29 +1,34 @@
-"""Grade-by-grade training (MGDL) and its end-to-end baseline (SGDL)."""
+"""Grade-by-grade training (MGDL) and its end-to-end baseline (SGDL, the one-grade case).
+
+Each grade binds its backend once (``mgdl_fast.backends.bind``): the objective's steps, the
+optimizer updates and the freezing forward all run on that one engine, recorded per grade in
+``GradeRecord.backend``.
+"""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
-from .block import BlockParams, BlockShape
+from ..backends import bind
+from ..backends.engine import Engine
+from ..block import BlockParams, BlockShape
+from ..errors import DivergenceError
 from .cache import FeatureCache, RecomputedFeatures, freeze_grade
 from .config import ModelConfig, TrainConfig
 from .early_stop import ValidationSmoothing
-from .errors import DivergenceError
-from .history import GradeRecord, MetricLog
+from .history import GradeRecord
+from .loop import GradeHook, run_grade
 from .model import MultiGradeModel
-from .objectives import Objective
 from .optim import GradeOptimizer
 
 
 @dataclass
 class FitResult:
-    """The trained model, one record per grade, the backends used, and a divergence if any."""
+    """The trained model, one record per grade, the backend of each op, and a divergence."""
 
     model: MultiGradeModel
     records: list[GradeRecord] = field(default_factory=list)
@@ -43,71 +48,30 @@ def grade_shapes(model_cfg: ModelConfig, in_dim: int, out_dim: int) -> list[Bloc
     ]
 
 
-# Runs before every optimizer step of a grade as hook(grade, epoch, params, inputs, objective);
-# a returned string stops the grade with that reason (e.g. the eigenvalue stopping rule).
-GradeHook = Callable[[int, int, BlockParams, object, Objective], "str | None"]
+def bind_grade(shape: BlockShape, inputs, objective, cfg: TrainConfig) -> Engine:
+    """The grade's engine: rows enough for a full-batch step on the train split and for
+    chunked forwards of every split."""
+    largest = max(inputs.rows(split) for split in objective.splits)
+    rows = max(inputs.rows("train"), min(cfg.chunk_size, largest))
+    return bind(
+        shape,
+        device=cfg.torch_device(),
+        rows=rows,
+        input_dtype=inputs.dtype,
+        options=cfg.options(),
+        backend=cfg.backend,
+    )
 
 
-def train_grade(
-    grade: int,
-    params: BlockParams,
-    inputs: FeatureCache | RecomputedFeatures,
-    objective: Objective,
-    cfg: TrainConfig,
-    stop_rule: ValidationSmoothing,
-    *,
-    total_grades: int,
-    progress: bool,
-    hook: GradeHook | None = None,
-) -> tuple[MetricLog, int, str, dict[str, str]]:
-    """Full-batch training of one grade in place. Returns (log, optimizer steps taken, stop
-    reason, op -> backend). Raises DivergenceError when a recorded loss is NaN or infinite."""
-    backends = objective.start_grade(inputs.get("train"), params)
-    optimizer = GradeOptimizer(cfg.optimizer, cfg.lr, params, backend=cfg.backend)
-    backends[optimizer.op] = optimizer.backend_name
-    grad, log, reason, steps = params.zeros_like(), MetricLog(), "max_epochs", 0
-    # disable=None: tqdm shows the bar on a terminal only (redrawn bars flood log files).
-    with tqdm(
-        total=cfg.epochs,
-        desc=f"grade {grade}/{total_grades}",
-        unit="ep",
-        disable=None if progress else True,
-        dynamic_ncols=True,
-    ) as bar:
-        for epoch in range(cfg.epochs):
-            if hook is not None and (stop := hook(grade, epoch, params, inputs, objective)):
-                reason = stop
-                break
-            objective.step(inputs, params, grad)
-            optimizer.step(params, grad)
-            steps += 1
-            bar.update(1)
-            if epoch % cfg.record_every == 0:
-                with_test = epoch % cfg.test_every == 0
-                for name, value in objective.record(inputs, params, with_test=with_test).items():
-                    log.add(name, epoch, value)
-            check = stop_rule.is_check_epoch(epoch)
-            if check or epoch == cfg.epochs - 1:
-                log.flush()
-                _raise_if_diverged(grade, log)
-                bar.set_postfix(objective.postfix(log))
-                if check and cfg.early_stopping and stop_rule.should_stop(log.values("val_loss")):
-                    reason = "early_stopping"
-                    break
-        log.flush()
-    return log, steps, reason, backends
-
-
-def _raise_if_diverged(grade: int, log: MetricLog) -> None:
-    epochs, losses = log.series.get("train_loss", ([], []))
-    for epoch, loss in zip(epochs, losses):
-        if not math.isfinite(loss):
-            raise DivergenceError(grade, epoch, loss)
+def use_cuda_graph(engine: Engine, objective, cfg: TrainConfig, hook) -> bool:
+    """Capture K-epoch blocks when the engine and objective allow it and no hook runs."""
+    possible = engine.capturable and getattr(objective, "capturable", False) and hook is None
+    return possible and engine.device.type == "cuda" and cfg.cuda_graph is not False
 
 
 def fit(
     task,
-    objective: Objective,
+    objective,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     *,
@@ -130,52 +94,53 @@ def fit(
     device = train_cfg.torch_device()
     shapes = grade_shapes(model_cfg, task.in_dim, task.out_dim)
     coords = {name: task.splits[name].x for name in objective.splits}
+    feature_dtype = train_cfg.feature_dtype(device)
     result = FitResult(MultiGradeModel(), list(resume_records or []))
-    inputs = (
+    inputs: FeatureCache | RecomputedFeatures = (
         FeatureCache(coords)
         if train_cfg.feature_cache
-        else RecomputedFeatures(result.model, coords)
+        else RecomputedFeatures(coords, feature_dtype)
     )
     for params, scale in zip(resume.grades, resume.scales) if resume is not None else ():
-        inputs = _freeze(result, params, scale, inputs, objective, train_cfg, device)
+        engine = bind_grade(params.shape, inputs, objective, train_cfg)
+        inputs = _freeze(result, engine, params, scale, inputs, objective, train_cfg)
 
     for k in range(len(result.model), len(shapes)):
         start = time.perf_counter()
         params = BlockParams.init(
             shapes[k], seed=train_cfg.seed, device=device, scheme=train_cfg.init
         )
+        engine = bind_grade(shapes[k], inputs, objective, train_cfg)
+        objective.start_grade(engine, inputs, params)
+        optimizer = GradeOptimizer(engine, train_cfg.optimizer, train_cfg.lr, params.flat.numel())
         stop_rule = ValidationSmoothing(
             train_cfg.record_every,
             train_cfg.smooth_window,
             train_cfg.rel_tol,
             check_at_start=model_cfg.kind == "sgdl",
         )
+        graph = use_cuda_graph(engine, objective, train_cfg, hook)
         try:
-            log, steps, reason, backends = train_grade(
-                k + 1,
-                params,
-                inputs,
-                objective,
-                train_cfg,
-                stop_rule,
-                total_grades=len(shapes),
-                progress=progress,
-                hook=hook,
-            )
+            run = run_grade(
+                k + 1, params, inputs, objective, optimizer, train_cfg, stop_rule,
+                total_grades=len(shapes), progress=progress, cuda_graph=graph, hook=hook,
+            )  # fmt: skip
         except DivergenceError as exc:
             result.diverged = exc
             break
-        result.backends.update(backends)
-        inputs = _freeze(result, params, None, inputs, objective, train_cfg, device)
+        ops = {op: engine.backend for op in (*objective.ops, "update", "freeze")}
+        result.backends.update(ops)
+        inputs = _freeze(result, engine, params, None, inputs, objective, train_cfg)
         result.records.append(
             GradeRecord(
                 grade=k + 1,
                 shape=shapes[k].to_dict(),
-                epochs_run=steps,
-                stop_reason=reason,
+                epochs_run=run.epochs,
+                stop_reason=run.stop_reason,
                 time_s=time.perf_counter() - start,
-                curves={name: {"epoch": e, "value": v} for name, (e, v) in log.series.items()},
+                curves={name: {"epoch": e, "value": v} for name, (e, v) in run.log.series.items()},
                 final=objective.final_metrics(),
+                backend={**engine.describe(), "ops": ops, "cuda_graph": graph},
             )
         )
         if on_grade_end is not None:
@@ -183,26 +148,23 @@ def fit(
     return result
 
 
-def _freeze(result, params, scale, inputs, objective, train_cfg, device):
+def _freeze(result, engine, params, scale, inputs, objective, train_cfg):
     """Freeze a trained grade: one chunked forward over every split gives its outputs (absorbed
     by the objective) and features (the next grade's inputs, replacing the previous cache).
     ``scale`` None means the objective's scale for a grade just trained. Returns the new inputs.
     """
+    device = params.flat.device
     new_inputs, outputs = freeze_grade(
-        params,
-        inputs,
-        objective.splits,
-        train_cfg.feature_dtype(device),
-        backend=train_cfg.backend,
-        chunk_size=train_cfg.chunk_size,
+        engine, params, inputs, objective.splits, train_cfg.feature_dtype(device)
     )
     objective.absorb(outputs)
     result.model.append(params, objective.grade_scale() if scale is None else scale)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    if not train_cfg.feature_cache:
-        # Without the cache, later grades recompute their inputs through result.model.
+    if isinstance(inputs, RecomputedFeatures):
+        # Without the cache, later grades recompute their inputs through the frozen grades.
         new_inputs.release()
+        inputs.add_grade(params, engine)
         return inputs
     inputs.release()
     return new_inputs
