@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._version import __version__
 from ..errors import MGDLError
 from . import analyze, approx, fit, info, predict, sweep_lr
 
@@ -20,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mgdl-fast", description="Multi-grade deep learning, fast.")
+    parser.add_argument("--version", action="version", version=f"mgdl-fast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in COMMANDS:
         command.add_parser(sub)

@@ -9,37 +9,15 @@ import math
 import sys
 from pathlib import Path
 
-from ..analysis.data import load_data, parse_synthetic
-from ..analysis.figures import plot_eigenvalues
-from ..analysis.report import run_environment, write_json
-from ..analysis.spectrum import HVP_DTYPES, METHODS
-from ..analysis.tracking import EigenTracker, track_eigenvalues
 from ..block import INIT_SCHEMES
-from ..config import ModelConfig, TrainConfig
 from ..errors import InputError
-
-# PROTOCOL 4's eigenvalue experiments: network sizes, the authors' BEST step sizes, their early
-# stop (record interval, relative tolerance) and where the eigenvalue stopping rule is used.
-EIG_DEFAULTS = {
-    "synthetic": {
-        "width": 32,
-        "layers": 1,
-        "downsample": 1,
-        "record_every": 10,
-        "eta": {"mgdl": 6e-2, "sgdl": 5e-3},
-        "rel_tol": {"mgdl": 1e-6, "sgdl": 1e-6},
-        "eig_stop": {"mgdl": None, "sgdl": None},
-    },
-    "image": {
-        "width": 48,
-        "layers": 1,
-        "downsample": 2,
-        "record_every": 100,
-        "eta": {"mgdl": 2e-1, "sgdl": 5e-2},
-        "rel_tol": {"mgdl": 1e-5, "sgdl": 1e-4},
-        "eig_stop": {"mgdl": -0.95, "sgdl": None},
-    },
-}
+from ..experiments.analysis.data import load_data, parse_synthetic
+from ..experiments.analysis.defaults import EIG_DEFAULTS
+from ..experiments.analysis.figures import plot_eigenvalues
+from ..experiments.analysis.spectrum import HVP_DTYPES, METHODS
+from ..experiments.analysis.tracking import EigenTracker, track_eigenvalues
+from ..io.environment import environment, write_json
+from ..train.config import ModelConfig, TrainConfig
 
 
 def add_parser(sub) -> None:
@@ -194,7 +172,7 @@ def _eig_run(args, model: str, defaults: dict, stop: float | None) -> dict:
         "eig_stop": stop,
         "command": "mgdl-fast " + " ".join(sys.argv[1:]),
     }
-    summary["environment"] = run_environment(train_cfg.torch_device())
+    summary["environment"] = environment(train_cfg.torch_device())
     return summary
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import torch
 
-from ..approx import MODELS, SETTINGS, run_setting
-from ..approx_plots import plot_approximations
 from ..block import INIT_SCHEMES
-from ..config import OPTIMIZERS, TrainConfig
 from ..errors import InputError
-from ..history import GradeRecord
-from ..outputs import environment
-from ..plots import plot_curves
+from ..experiments.approx import MODELS, SETTINGS, run_setting
+from ..experiments.approx.plots import plot_approximations
+from ..io.curves import plot_curves
+from ..io.environment import environment
+from ..train.config import OPTIMIZERS, TrainConfig
+from ..train.history import GradeRecord
 
 
 def add_parser(sub) -> None:
@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
         "--init", choices=INIT_SCHEMES, help="parameter init (default: he in 1D, glorot in 2D)"
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--backend", default=None, help="reference, triton, cuda or auto")
+    p.add_argument("--backend", default=None, help="torch (or reference), triton, cuda or auto")
     p.add_argument(
         "--threads",
         type=int,

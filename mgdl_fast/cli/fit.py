@@ -1,39 +1,26 @@
-"""``mgdl-fast fit [IMAGE]``: train MGDL (or the SGDL baseline) on an image; write its outputs."""
+"""``mgdl-fast fit [IMAGE]``: train MGDL (or the SGDL baseline) on an image; write its outputs.
+
+Argument parsing only: every default comes from ``mgdl_fast.tasks`` (the papers' settings per
+task and preset), the run itself from ``mgdl_fast.train`` and ``mgdl_fast.io``.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from ..checkpoint import load_checkpoint
-from ..config import CACHE_DTYPES, MODEL_KINDS, OPTIMIZERS, ModelConfig, TrainConfig
+from ..backends.base import PRECISIONS
 from ..errors import InputError
-from ..images import default_image, load_image, save_png
-from ..objectives import RegressionObjective
-from ..outputs import CHECKPOINT_STEM, RunWriter, environment, read_records
-from ..tasks import RegressionTask
-from ..trainer import fit
-from . import restore
+from ..io.checkpoint import load_checkpoint
+from ..io.environment import environment
+from ..io.images import centre_crop, default_image, load_image, save_png
+from ..io.rundir import CHECKPOINT_STEM, RunWriter, read_records
+from ..tasks import PRESETS, TASKS, fit_defaults, restoration
+from ..train import ModelConfig, TrainConfig, fit
+from ..train.config import CACHE_DTYPES, MODEL_KINDS, OPTIMIZERS
 from .summary import grade_line, print_summary
 
-# Values a preset fills in when the option is not given. 'auto' is paper on CUDA, quick on CPU.
-# A task's own entry overrides the regression values (the papers: 20k iterations per grade for
-# denoising and deblurring; quick: a CPU-scale count, see docs/REPRODUCTION.md).
-PRESETS = {
-    "quick": {"epochs": 300, "denoise": {"epochs": 1000}, "deblur": {"epochs": 1000}},
-    "paper": {"epochs": 10_000, "denoise": {"epochs": 20_000}, "deblur": {"epochs": 20_000}},
-}
 DEFAULT_IMAGE = "skimage.data.camera()"
-
-
-def _regression(image, task_cfg, train_cfg, device):
-    task = RegressionTask(image.pixels, device=device)
-    return task, RegressionObjective(
-        task, backend=train_cfg.backend, chunk_size=train_cfg.chunk_size
-    )
-
-
-TASKS = {"regression": _regression, "denoise": restore.make_restore, "deblur": restore.make_restore}
 
 
 def add_parser(sub) -> None:
@@ -64,7 +51,23 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--test-every", type=int, help="epochs between test records (50)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--backend", default=None, help="reference, triton, cuda or auto")
+    p.add_argument("--backend", default=None, help="torch (or reference), triton, cuda or auto")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="products: fp32, tf32 or bf16 (fp32 accumulation); auto: each backend's default",
+    )
+    p.add_argument(
+        "--nondeterministic",
+        action="store_true",
+        help="let kernels sum gradients with atomics (faster; reruns differ in the last bits)",
+    )
+    p.add_argument(
+        "--no-cuda-graph",
+        action="store_true",
+        help="launch every epoch from Python instead of replaying CUDA graphs between records",
+    )
     p.add_argument("--seed", type=int, default=0, help="initialisation seed (same for each grade)")
     p.add_argument(
         "--cache-dtype",
@@ -84,45 +87,89 @@ def add_parser(sub) -> None:
         help="continue the run in --out after its last finished grade",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    restore.add_options(p)
+    _add_restore_options(p)
     p.set_defaults(run=run)
 
 
+def _add_restore_options(p) -> None:
+    g = p.add_argument_group("denoise / deblur (PROTOCOL 3)")
+    g.add_argument("--noise", type=float, help="noise std in /255 units (10 denoise, 3 deblur)")
+    g.add_argument("--blur", type=float, help="Gaussian blur sigma in pixels (deblur; default 3)")
+    g.add_argument("--beta", type=float, help="TV coupling beta (default: the authors' choice)")
+    g.add_argument(
+        "--lambda", dest="lam", type=float, help="TV weight lambda (default: the authors' choice)"
+    )
+    g.add_argument("--noise-seed", type=int, default=0, help="seed of the observation's noise")
+    g.add_argument(
+        "--crop",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="train on the centre H x W crop of the image (any task)",
+    )
+
+
+def task_config(args) -> dict:
+    """``config['task']``: the restoration settings (authors' defaults filled in), refused for
+    other tasks."""
+    given = [
+        f"--{name}"
+        for name, value in (("noise", args.noise), ("blur", args.blur), ("beta", args.beta))
+        if value is not None
+    ] + (["--lambda"] if args.lam is not None else [])
+    if args.task not in restoration.RESTORE_TASKS:
+        if given:
+            raise InputError(f"{', '.join(given)} apply to --task denoise or deblur only")
+        return {"name": args.task}
+    return restoration.task_config(
+        args.task,
+        args.model,
+        noise_255=args.noise,
+        blur=args.blur,
+        beta=args.beta,
+        lam=args.lam,
+        noise_seed=args.noise_seed,
+    )
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
 def config_from_args(args) -> dict:
-    """The run's full configuration (validated) from the command line and the preset."""
+    """The run's full configuration (validated) from the command line and the task defaults."""
     device = TrainConfig(device=args.device).torch_device()
     preset = (
         args.preset if args.preset != "auto" else ("paper" if device.type == "cuda" else "quick")
     )
-    task = restore.task_config(args)
-    is_restore = args.task in restore.RESTORE_TASKS
-    defaults = restore.FIT_DEFAULTS if is_restore else {"layers": 2, "record_every": 10}
-    preset_epochs = PRESETS[preset].get(args.task, PRESETS[preset])["epochs"]
-    record_every = args.record_every
-    if record_every is None:
-        record_every = defaults["record_every"]
+    task = task_config(args)
+    defaults = fit_defaults(args.task, args.model, preset)
+    record_every = _given(args.record_every, defaults["record_every"])
     model = ModelConfig(
         kind=args.model,
         grades=args.grades,
         width=args.width,
-        layers=args.layers if args.layers is not None else defaults["layers"],
+        layers=_given(args.layers, defaults["layers"]),
     )
+    cache_dtype = args.cache_dtype
+    if cache_dtype == "auto" and defaults["cache_dtype"] != "auto":
+        cache_dtype = defaults["cache_dtype"]
     train = TrainConfig(
-        epochs=args.epochs if args.epochs is not None else preset_epochs,
-        lr=args.lr if args.lr is not None else task.pop("default_lr", 1e-3),
+        epochs=_given(args.epochs, defaults["epochs"]),
+        lr=_given(args.lr, defaults["lr"]),
         optimizer=args.optimizer,
-        early_stopping=not (args.no_early_stop or is_restore),
+        early_stopping=defaults["early_stopping"] and not args.no_early_stop,
         record_every=record_every,
-        test_every=args.test_every
-        if args.test_every is not None
-        else (record_every if is_restore else 50),
+        test_every=_given(args.test_every, defaults["test_every"] or record_every),
         seed=args.seed,
         device=args.device,
         backend=args.backend,
-        cache_dtype="fp32" if is_restore and args.cache_dtype == "auto" else args.cache_dtype,
+        precision=args.precision,
+        deterministic=False if args.nondeterministic else None,
+        cuda_graph=False if args.no_cuda_graph else None,
+        cache_dtype=cache_dtype,
         feature_cache=not args.no_feature_cache,
     )
-    task.pop("default_lr", None)
     return {
         "task": task,
         "preset": preset,
@@ -130,10 +177,6 @@ def config_from_args(args) -> dict:
         "train": train.to_dict(),
         "image": {"source": args.image or DEFAULT_IMAGE, "crop": args.crop},
     }
-
-
-def _load(source: str):
-    return default_image() if source == DEFAULT_IMAGE else load_image(source)
 
 
 def _note(message: str) -> None:
@@ -150,9 +193,10 @@ def _load_config(args, out: Path):
         config["train"].update(device=args.device, backend=args.backend)
     else:
         config = config_from_args(args)
-    image = _load(config["image"]["source"])
+    source = config["image"]["source"]
+    image = default_image() if source == DEFAULT_IMAGE else load_image(source)
     if config["image"].get("crop"):
-        image = restore.centre_crop(image, config["image"]["crop"])
+        image = centre_crop(image, config["image"]["crop"])
     for note in image.notes:
         _note(note)
     config["image"].update(
@@ -177,7 +221,7 @@ def _observation(task, objective, out: Path, resume_model) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_png(out / "observed.png", task.observed.permute(1, 2, 0).cpu().numpy())
     if resume_model is not None:
-        objective.load_state(out / restore.STATE_FILE, len(resume_model))
+        objective.load_state(out / restoration.STATE_FILE, len(resume_model))
 
 
 def run(args) -> int:
@@ -191,7 +235,8 @@ def run(args) -> int:
     if args.resume:
         resume_model, _ = load_checkpoint(out / CHECKPOINT_STEM, device=device)
         records = records[: len(resume_model)]
-    task, objective = TASKS[config["task"]["name"]](image, config["task"], train_cfg, device)
+    spec = TASKS[config["task"]["name"]]
+    task, objective = spec.make(image, config["task"], train_cfg, device)
     _observation(task, objective, out, resume_model)
     if resume_model is not None:
         _note(f"resuming {out} after grade {len(resume_model)}")
@@ -212,7 +257,7 @@ def run(args) -> int:
     def grade_done(result):
         writer.grade_done(result, objective.reconstruction())
         if hasattr(objective, "save_state"):
-            objective.save_state(out / restore.STATE_FILE)
+            objective.save_state(out / restoration.STATE_FILE)
         if not args.quiet:
             print(grade_line(result.records[-1], len(result.model), model_cfg), file=sys.stderr)
 

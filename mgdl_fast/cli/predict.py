@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint
-from ..config import resolve_device
 from ..errors import InputError
-from ..images import save_png
+from ..io.checkpoint import load_checkpoint
+from ..io.images import save_png
+from ..train.config import resolve_device
 
 
 def add_parser(sub) -> None:

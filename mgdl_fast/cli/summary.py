@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..trainer import FitResult
+from ..train.trainer import FitResult
 
 # Regression reports PSNR per split; denoising/deblurring one PSNR against the clean image.
 _METRICS = ("train_psnr", "val_psnr", "test_psnr", "psnr")

@@ -7,22 +7,15 @@ import math
 import sys
 from pathlib import Path
 
-from ..analysis.data import load_data, parse_synthetic
-from ..analysis.figures import plot_sweep
-from ..analysis.report import run_environment, write_json
-from ..analysis.sweep import markdown_table, sweep
 from ..block import INIT_SCHEMES
-from ..config import MODEL_KINDS, OPTIMIZERS, ModelConfig, TrainConfig
 from ..errors import InputError
+from ..experiments.analysis.data import load_data, parse_synthetic
+from ..experiments.analysis.defaults import DEFAULT_LRS, SWEEP_DEFAULTS
+from ..experiments.analysis.figures import plot_sweep
+from ..experiments.analysis.sweep import markdown_table, sweep
+from ..io.environment import environment, write_json
+from ..train.config import MODEL_KINDS, OPTIMIZERS, ModelConfig, TrainConfig
 from .analyze import _positive
-
-# PROTOCOL 5: the image study uses PROTOCOL 2's networks (4 x [128, 128] / 8 x 128) with stax's
-# Glorot init; the synthetic study PROTOCOL 4's (width 32, one layer per grade) with He init.
-SWEEP_DEFAULTS = {
-    "synthetic": {"width": 32, "layers": 1, "init": "he"},
-    "image": {"width": 128, "layers": 2, "init": "glorot"},
-}
-DEFAULT_LRS = {"gd": "1e-3,3e-3,1e-2,3e-2,1e-1,3e-1", "adam": "1e-4,3e-4,1e-3,3e-3,1e-2"}
 
 
 def add_parser(sub) -> None:
@@ -120,7 +113,7 @@ def run(args) -> int:
         "command": "mgdl-fast " + " ".join(sys.argv[1:]),
     }
     write_json(
-        out / "sweep.json", {"config": config, "environment": run_environment(device), "rows": rows}
+        out / "sweep.json", {"config": config, "environment": environment(device), "rows": rows}
     )
     (out / "sweep.md").write_text(table + "\n")
     plot_sweep(rows, out / "sweep.png", f"Final test loss against the learning rate: {args.task}")

@@ -9,9 +9,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .block import BlockParams, BlockShape
-from .errors import InputError
-from .model import MultiGradeModel
+from ..block import BlockParams, BlockShape
+from ..errors import InputError
+from ..train.model import MultiGradeModel
 
 FORMAT = "mgdl_fast.checkpoint/1"
 

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .history import GradeRecord  # noqa: E402
+from ..train.history import GradeRecord  # noqa: E402
 
 _STYLE = {
     "train_loss": ("tab:blue", "-", "train"),

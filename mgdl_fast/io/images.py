@@ -8,7 +8,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 @dataclass
@@ -117,3 +117,17 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 def save_png(path: str | Path, pixels: np.ndarray) -> None:
     """Write ``[H, W, C]`` floats in [0, 1] as an 8-bit PNG (clipped for display)."""
     iio.imwrite(path, to_uint8(pixels))
+
+
+def centre_crop(image: Image, size: tuple[int, int]) -> Image:
+    """``image`` cropped to its centre ``size = (H, W)``; refuses a crop larger than it."""
+    height, width = size
+    if not (2 <= height <= image.height and 2 <= width <= image.width):
+        raise InputError(
+            f"--crop {height} {width} must lie within the {image.height}x{image.width} image "
+            "and be at least 2x2"
+        )
+    top, left = (image.height - height) // 2, (image.width - width) // 2
+    image.pixels = image.pixels[top : top + height, left : left + width].copy()
+    image.notes.append(f"cropped to the centre {height}x{width} (rows {top}.., cols {left}..)")
+    return image

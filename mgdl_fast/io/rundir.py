@@ -10,39 +10,19 @@
 from __future__ import annotations
 
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from ..train.history import GradeRecord
+from ..train.trainer import FitResult
 from .checkpoint import save_checkpoint
-from .history import GradeRecord
+from .curves import plot_curves
 from .images import save_png
-from .plots import plot_curves
-from .trainer import FitResult
 
 CHECKPOINT_STEM = "model"
-
-
-def environment(device: torch.device) -> dict:
-    """Versions and the device, recorded with every result."""
-    from . import __version__
-
-    env = {
-        "mgdl_fast": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "cpu_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        env["device_name"] = torch.cuda.get_device_name(device)
-    return env
 
 
 class RunWriter:
@@ -75,6 +55,7 @@ class RunWriter:
             "config": self.config,
             "environment": self.env,
             "backends": result.backends,
+            "grade_backends": [r.backend for r in result.records],
             "total_time_s": sum(r.time_s for r in result.records),
             "grades": [r.to_dict() for r in result.records],
         }

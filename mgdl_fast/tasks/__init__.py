@@ -1,6 +1,72 @@
-"""Tasks: how an image (or function) becomes inputs, targets, a loss and metrics."""
+"""Tasks: how data becomes inputs, targets, a loss and metrics, one room per task.
 
-from .regression import RegressionTask, Split, coordinate_grid, psnr_from_loss
-from .synthetic import FunctionTask
+``regression`` (image fitting, PROTOCOL 2), ``restoration`` (denoising and deblurring,
+PROTOCOL 3) and ``functions`` (function approximation, PROTOCOL 6) each hold their data, their
+objective and the papers' defaults. ``TASKS`` maps the image tasks of ``mgdl-fast fit`` to
+their spec; ``fit_defaults`` gives a task's defaults without the command line.
+"""
 
-__all__ = ["FunctionTask", "RegressionTask", "Split", "coordinate_grid", "psnr_from_loss"]
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import regression, restoration
+from .base import GradeInputs, Objective, Split, Task
+from .functions import FunctionTask
+from .regression import RegressionObjective, RegressionTask, psnr_from_loss
+from .restoration import InverseTask, TVObjective
+
+PRESETS = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """An image task: its factory ``make(image, task_cfg, train_cfg, device) -> (task,
+    objective)``, its fit defaults per model kind, and epochs per grade per preset."""
+
+    name: str
+    make: Callable
+    defaults: Callable[[str], dict]
+    epochs: dict[str, int]
+
+
+TASKS = {
+    "regression": TaskSpec(
+        "regression", regression.make, lambda model: dict(regression.DEFAULTS), regression.EPOCHS
+    ),
+    **{
+        name: TaskSpec(
+            name,
+            restoration.make,
+            lambda model, name=name: restoration.defaults(name, model),
+            restoration.EPOCHS,
+        )
+        for name in restoration.RESTORE_TASKS
+    },
+}
+
+
+def fit_defaults(task: str, model: str, preset: str) -> dict:
+    """Defaults of an image task for ``model`` under ``preset``: layers, lr, epochs, record
+    and test cadence, early stopping and the feature-cache dtype."""
+    spec = TASKS[task]
+    return {**spec.defaults(model), "epochs": spec.epochs[preset]}
+
+
+__all__ = [
+    "PRESETS",
+    "TASKS",
+    "FunctionTask",
+    "GradeInputs",
+    "InverseTask",
+    "Objective",
+    "RegressionObjective",
+    "RegressionTask",
+    "Split",
+    "TVObjective",
+    "Task",
+    "TaskSpec",
+    "fit_defaults",
+    "psnr_from_loss",
+]

@@ -18,11 +18,11 @@ import time
 
 import torch
 
-from ..config import ModelConfig, TrainConfig
-from ..trainer import fit
+from ...io.environment import environment
+from ...train.config import ModelConfig, TrainConfig
+from ...train.trainer import fit
 from .data import load_data, parse_synthetic
 from .hessian import dense_hessian
-from .report import run_environment
 from .spectrum import iteration_spectrum
 
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     report = compare(capture_grade(data, model_cfg, args.eta, args.steps), args.eta, args.k)
     report.update(
         config={**vars(args), "model_config": model_cfg.to_dict()},
-        environment=run_environment(torch.device("cpu")),
+        environment=environment(torch.device("cpu")),
     )
     text = json.dumps(report, indent=1)
     print(text)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..images import load_image
-from ..objectives import RegressionObjective
-from ..tasks import FunctionTask, RegressionTask
+from ...errors import InputError
+from ...io.images import load_image
+from ...tasks import FunctionTask, RegressionTask
+from ...tasks.regression import RegressionObjective
 
 SYNTHETIC_PREFIX = "synthetic:"
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import torch
 from torch.func import grad, vmap
 
-from ..block import BlockShape
-from ..reference.functional import block_apply
+from ...block import BlockShape
+from ...spec import block_apply
 
 # Chunks of Hessian columns are computed by one vmapped HVP; this bounds the intermediate
 # activations (chunk x N x W per layer) rather than the FLOPs.

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..block import BlockShape
+from ...block import BlockShape
 from .hessian import dense_hessian, grade_loss, hvp_fn
 from .lanczos import lanczos_extremes
 

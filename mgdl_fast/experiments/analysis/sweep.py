@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..config import ModelConfig, TrainConfig
-from ..trainer import fit
+from ...train.config import ModelConfig, TrainConfig
+from ...train.trainer import fit
 from .data import Data
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..block import BlockParams, BlockShape
-from ..config import ModelConfig, TrainConfig
-from ..trainer import fit
+from ...block import BlockParams, BlockShape
+from ...train.config import ModelConfig, TrainConfig
+from ...train.trainer import fit
 from .hessian import grade_loss
 from .spectrum import Spectrum, iteration_spectrum
 

@@ -2,8 +2,11 @@
 
 ``S`` subnets of the same shape read the input multiplied by ``coeffs`` ({1, 2, 4, 8}); the
 prediction is the sum of their outputs; all are trained together, end to end, on
-``0.5 * mean((f - y)^2)``. Each subnet is a block of the engine, so its forward and backward go
-through the dispatcher like a grade's. The authors' subnets are ``[1, 8, 8, 8, 8, 1]``.
+``0.5 * mean((f - y)^2)``. The subnets' parameters are one flat vector (``StackedParams``), so
+the MSDL model trains in the same loop as a grade (``train.loop.run_grade``), with one bound
+engine serving every subnet and one optimizer over the whole vector (Adam and GD are
+elementwise, so this equals one optimizer per subnet). The authors' subnets are
+``[1, 8, 8, 8, 8, 1]``.
 """
 
 from __future__ import annotations
@@ -12,15 +15,16 @@ import time
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
-from .block import BlockParams, BlockShape
-from .config import TrainConfig
-from .dispatch import resolve
-from .early_stop import ValidationSmoothing
-from .errors import DivergenceError
-from .history import GradeRecord, MetricLog
-from .optim import GradeOptimizer
+from ...backends import bind
+from ...block import BlockParams, BlockShape
+from ...errors import DivergenceError
+from ...train.cache import FeatureCache
+from ...train.config import TrainConfig
+from ...train.early_stop import ValidationSmoothing
+from ...train.history import GradeRecord
+from ...train.loop import run_grade
+from ...train.optim import GradeOptimizer
 
 
 @dataclass(frozen=True)
@@ -35,106 +39,135 @@ class MSDLConfig:
         return BlockShape(in_dim, self.width, self.layers, out_dim)
 
 
+class StackedParams:
+    """``count`` blocks of one ``shape`` in one flat vector ``[count * P]``; ``blocks`` are
+    BlockParams views into it."""
+
+    def __init__(self, shape: BlockShape, count: int, flat: torch.Tensor):
+        self.shape, self.count, self.flat = shape, count, flat
+        p = shape.num_params
+        self.blocks = [BlockParams(shape, flat[s * p : (s + 1) * p]) for s in range(count)]
+
+    def zeros_like(self) -> StackedParams:
+        return StackedParams(self.shape, self.count, torch.zeros_like(self.flat))
+
+
 class MSDLModel:
     """The subnets' parameters and their input scales."""
 
-    def __init__(self, blocks: list[BlockParams], coeffs: tuple[float, ...]):
-        self.blocks, self.coeffs = blocks, tuple(coeffs)
+    def __init__(self, params: StackedParams, coeffs: tuple[float, ...]):
+        self.params, self.coeffs = params, tuple(coeffs)
+
+    @property
+    def blocks(self) -> list[BlockParams]:
+        return self.params.blocks
 
     @property
     def num_params(self) -> int:
-        return sum(b.shape.num_params for b in self.blocks)
+        return self.params.flat.numel()
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, *, backend: str | None = None, engine=None) -> torch.Tensor:
         """``sum_s subnet_s(c_s x)`` ``[N, C]`` for ``x [N, D]``."""
-        out = None
+        shape = self.params.shape
+        engine = engine or bind(shape, device=x.device, rows=x.shape[0], backend=backend)
+        out = torch.empty(x.shape[0], shape.out_dim, device=x.device)
+        total = None
         for block, c in zip(self.blocks, self.coeffs):
-            _, fwd = resolve("block_fwd", x, block, backend=backend)
-            y = fwd(c * x, block)
-            out = y if out is None else out + y
-        return out
+            engine.forward(c * x, block.flat, out)
+            total = out.clone() if total is None else total + out
+        return total
 
 
-def _loss(model: MSDLModel, x: torch.Tensor, y: torch.Tensor, backend) -> torch.Tensor:
-    diff = model.predict(x, backend=backend).double() - y.double()
-    return 0.5 * torch.mean(diff * diff)
+class MSDLObjective:
+    """``0.5 * mean((sum_s subnet_s(c_s x) - y)^2)`` on the train split; every split's loss at
+    record epochs (a ``tasks.base.Objective`` over StackedParams)."""
 
+    ops = ("forward", "backward")
+    capturable = False
 
-def _step(model, scaled, y, grads, fwd, bwd) -> torch.Tensor:
-    """Loss and gradients of every subnet (written into ``grads``) for one full-batch step."""
-    out = sum(f(xs, b) for f, xs, b in zip(fwd, scaled, model.blocks))
-    diff = out - y
-    loss = 0.5 * torch.mean(diff * diff)
-    grad_out = diff / y.numel()
-    for f, xs, block, grad in zip(bwd, scaled, model.blocks, grads):
-        f(xs, block, grad_out, grad_params=grad)
-    return loss
+    def __init__(self, task, model: MSDLModel):
+        self.task, self.model = task, model
+        self.splits = tuple(task.splits)
+
+    def start_grade(self, engine, inputs, params: StackedParams) -> None:
+        x = inputs.get("train")
+        engine.validate(x, params.blocks[0].flat, targets=self.task.splits["train"].y)
+        self._engine = engine
+        self._scaled = [c * x for c in self.model.coeffs]
+        self._outs = [
+            torch.empty(x.shape[0], params.shape.out_dim, device=x.device) for _ in params.blocks
+        ]
+
+    def step(self, inputs, params: StackedParams, grad: StackedParams) -> torch.Tensor:
+        """Loss and gradients of every subnet (into ``grad``) for one full-batch step."""
+        y = self.task.splits["train"].y
+        for xs, block, out in zip(self._scaled, params.blocks, self._outs):
+            self._engine.forward(xs, block.flat, out)
+        diff = sum(self._outs) - y
+        loss = 0.5 * torch.mean(diff * diff)
+        grad_out = diff / y.numel()
+        for xs, block, g in zip(self._scaled, params.blocks, grad.blocks):
+            self._engine.backward(xs, block.flat, grad_out, g.flat)
+        return loss
+
+    def _loss(self, split: str) -> torch.Tensor:
+        s = self.task.splits[split]
+        diff = self.model.predict(s.x, engine=self._engine).double() - s.y.double()
+        return 0.5 * torch.mean(diff * diff)
+
+    def record(self, inputs, params, *, with_test: bool) -> dict[str, torch.Tensor]:
+        return {f"{name}_loss": self._loss(name) for name in self.splits}
+
+    def postfix(self, log) -> dict[str, str]:
+        return {"loss": f"{log.last('train_loss'):.3e}"}
+
+    def final_metrics(self) -> dict[str, float]:
+        return {f"{name}_loss": self._loss(name).item() for name in self.splits}
 
 
 def fit_msdl(
     task, cfg: MSDLConfig, train_cfg: TrainConfig, *, progress: bool = False
-) -> tuple[MSDLModel, GradeRecord]:
+) -> tuple[MSDLModel, GradeRecord, DivergenceError | None]:
     """Train an MSDL model on a FunctionTask's train split, recording train/val/test losses
-    every ``record_every`` epochs, with the papers' validation-smoothing early stop.
-    Raises DivergenceError when a recorded training loss is not finite."""
+    every ``record_every`` epochs, with the papers' validation-smoothing early stop. Returns
+    the model, its record, and the DivergenceError that ended it (None when it did not)."""
     device = train_cfg.torch_device()
     shape = cfg.shape(task.in_dim, task.out_dim)
     # One seed per subnet, so the subnets start different (the authors split one key).
-    blocks = [
+    inits = [
         BlockParams.init(shape, seed=train_cfg.seed + s, device=device, scheme=train_cfg.init)
         for s in range(len(cfg.coeffs))
     ]
-    model = MSDLModel(blocks, cfg.coeffs)
-    start = time.perf_counter()
-    log, steps, reason = _train(model, task, train_cfg, progress)
-    final = {
-        f"{name}_loss": _loss(model, s.x, s.y, train_cfg.backend).item()
-        for name, s in task.splits.items()
-    }
+    params = StackedParams(shape, len(inits), torch.cat([b.flat for b in inits]))
+    model = MSDLModel(params, cfg.coeffs)
+    objective = MSDLObjective(task, model)
+    largest = max(s.x.shape[0] for s in task.splits.values())
+    engine = bind(
+        shape, device=device, rows=largest, options=train_cfg.options(), backend=train_cfg.backend
+    )
+    inputs = FeatureCache({name: split.x for name, split in task.splits.items()})
+    objective.start_grade(engine, inputs, params)
+    optimizer = GradeOptimizer(engine, train_cfg.optimizer, train_cfg.lr, params.flat.numel())
+    rule = ValidationSmoothing(train_cfg.record_every, train_cfg.smooth_window, train_cfg.rel_tol)
+    start, diverged = time.perf_counter(), None
+    try:
+        run = run_grade(
+            1, params, inputs, objective, optimizer, train_cfg, rule,
+            total_grades=1, progress=progress, label="msdl",
+        )  # fmt: skip
+        epochs, reason, curves = run.epochs, run.stop_reason, run.log.series
+    except DivergenceError as exc:
+        diverged, epochs, reason, curves = exc, exc.epoch, "diverged", {}
+    ops = (*objective.ops, "update")
     record = GradeRecord(
         grade=1,
-        shape={**shape.to_dict(), "subnets": len(blocks), "coeffs": list(cfg.coeffs)},
-        epochs_run=steps,
+        shape={**shape.to_dict(), "subnets": len(inits), "coeffs": list(cfg.coeffs)},
+        epochs_run=epochs,
         stop_reason=reason,
         time_s=time.perf_counter() - start,
-        curves={name: {"epoch": e, "value": v} for name, (e, v) in log.series.items()},
-        final=final,
+        curves={name: {"epoch": e, "value": v} for name, (e, v) in curves.items()},
+        final=objective.final_metrics(),
+        backend={**engine.describe(), "ops": dict.fromkeys(ops, engine.backend)},
     )
-    return model, record
-
-
-def _train(model: MSDLModel, task, train_cfg: TrainConfig, progress: bool):
-    """The full-batch loop; returns (log, steps taken, stop reason)."""
-    x, y, backend = task.splits["train"].x, task.splits["train"].y, train_cfg.backend
-    blocks = model.blocks
-    scaled = [c * x for c in model.coeffs]
-    fwd = [resolve("block_fwd", xs, b, backend=backend)[1] for xs, b in zip(scaled, blocks)]
-    bwd = [resolve("block_bwd", xs, b, backend=backend)[1] for xs, b in zip(scaled, blocks)]
-    optims = [GradeOptimizer(train_cfg.optimizer, train_cfg.lr, b, backend=backend) for b in blocks]
-    grads = [b.zeros_like() for b in blocks]
-    rule = ValidationSmoothing(train_cfg.record_every, train_cfg.smooth_window, train_cfg.rel_tol)
-    log, reason, steps = MetricLog(), "max_epochs", 0
-    for epoch in tqdm(range(train_cfg.epochs), desc="msdl", disable=None if progress else True):
-        _step(model, scaled, y, grads, fwd, bwd)
-        for optim, block, grad in zip(optims, blocks, grads):
-            optim.step(block, grad)
-        steps += 1
-        if epoch % train_cfg.record_every == 0:
-            for name, split in task.splits.items():
-                log.add(f"{name}_loss", epoch, _loss(model, split.x, split.y, backend))
-        check = rule.is_check_epoch(epoch)
-        if check or epoch == train_cfg.epochs - 1:
-            log.flush()
-            _raise_if_diverged(log)
-            if check and train_cfg.early_stopping and rule.should_stop(log.values("val_loss")):
-                reason = "early_stopping"
-                break
-    log.flush()
-    return log, steps, reason
-
-
-def _raise_if_diverged(log: MetricLog) -> None:
-    values = log.values("train_loss")
-    if values and not torch.isfinite(torch.tensor(values[-1])):
-        raise DivergenceError(1, log.series["train_loss"][0][-1], values[-1])
+    return model, record, diverged

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .config import ModelConfig, TrainConfig
+from ...tasks.functions import FunctionTask, function_2d
+from ...tasks.regression import RegressionObjective
+from ...train.config import ModelConfig, TrainConfig
+from ...train.trainer import fit
 from .msdl import MSDLConfig, fit_msdl
-from .objectives import RegressionObjective
-from .tasks.synthetic import FunctionTask
-from .tasks.synthetic2d import function_2d
-from .trainer import fit
 
 MODELS = ("mgdl", "sgdl", "msdl")
 
@@ -108,14 +107,18 @@ def _row(model: str, grade, record, pred: torch.Tensor, task: FunctionTask) -> d
 def run_model(model: str, setting: Setting, task, train_cfg: TrainConfig, progress: bool):
     """Train one model. Returns (table rows, test predictions per row, grade records, params,
     divergence message or None)."""
-    x_test = task.splits["test"].x
+    x_test, backend = task.splits["test"].x, train_cfg.backend
     if model == "msdl":
-        msdl, record = fit_msdl(task, setting.msdl, train_cfg, progress=progress)
-        pred = msdl.predict(x_test)
-        return [_row(model, None, record, pred, task)], [pred], [record], msdl.num_params, None
+        msdl, record, error = fit_msdl(task, setting.msdl, train_cfg, progress=progress)
+        pred = msdl.predict(x_test, backend=backend)
+        diverged = None if error is None else str(error)
+        return [_row(model, None, record, pred, task)], [pred], [record], msdl.num_params, diverged
     cfg = setting.mgdl if model == "mgdl" else setting.sgdl
     result = fit(task, RegressionObjective(task), cfg, train_cfg, progress=progress)
-    preds = [result.model.predict(x_test, num_grades=k + 1) for k in range(len(result.model))]
+    preds = [
+        result.model.predict(x_test, num_grades=k + 1, backend=backend)
+        for k in range(len(result.model))
+    ]
     grades = [k + 1 if model == "mgdl" else None for k in range(len(preds))]
     rows = [_row(model, g, r, p, task) for g, r, p in zip(grades, result.records, preds)]
     params = sum(p.shape.num_params for p in result.model.grades)

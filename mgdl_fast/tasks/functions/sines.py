@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from .regression import Split
+from ..base import Split
 
 SETTINGS = {
     1: {"kappa": [1.0, 5.5, 10.0], "phi": [6.0652933, 1.9772031, 3.9774444]},

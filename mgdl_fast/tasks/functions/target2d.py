@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from .regression import Split
-from .synthetic import SETTINGS, FunctionTask
+from ..base import Split
+from .sines import SETTINGS, FunctionTask
 
 PHASES = SETTINGS[2]["phi"]
 TEST_SIDE = 256

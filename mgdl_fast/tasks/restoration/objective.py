@@ -24,17 +24,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .block import BlockParams
-from .dispatch import resolve
-from .errors import InputError
+from ...block import BlockParams
+from ...errors import InputError
+from .observation import InverseTask
 from .operators import forward_diff, prox_l1, psnr, tv_loss
-from .tasks.inverse import InverseTask
 
 
 class TVObjective:
-    """What a denoising or deblurring grade minimises; implements ``objectives.Objective``."""
+    """What a denoising or deblurring grade minimises (a ``tasks.base.Objective``)."""
 
     splits = ("train",)
+    ops = ("forward", "backward")
+    # Each step runs torch autograd in image space and replaces ``u``: not graph-capturable.
+    capturable = False
 
     def __init__(
         self,
@@ -43,8 +45,6 @@ class TVObjective:
         beta: float,
         lam: float,
         alpha: float = 0.99,
-        backend: str | None = None,
-        chunk_size: int = 1 << 16,
     ):
         for name, value, ok in (
             ("beta", beta, beta > 0),
@@ -55,7 +55,6 @@ class TVObjective:
                 raise InputError(f"{name} out of range: {value!r} (need beta > 0, lambda >= 0)")
         self.task = task
         self.beta, self.lam, self.alpha = float(beta), float(lam), float(alpha)
-        self.backend, self.chunk_size = backend, chunk_size
         channels, height, width = task.observed.shape
         # [C, H, W] accumulated image and [C, 2H, W] auxiliary variable, both 0 before grade 1.
         self.acc = torch.zeros_like(task.observed)
@@ -75,11 +74,21 @@ class TVObjective:
         """Network output ``[H*W, C]`` (row-major pixels) as an image ``[C, H, W]``."""
         return out.T.reshape(self.acc.shape)
 
-    def start_grade(self, x_train: torch.Tensor, params: BlockParams) -> dict[str, str]:
-        fwd_name, self._fwd = resolve("block_fwd", x_train, params, backend=self.backend)
-        bwd_name, self._bwd = resolve("block_bwd", x_train, params, backend=self.backend)
+    def start_grade(self, engine, inputs, params: BlockParams) -> None:
+        """Bind the grade: one forward output buffer for the whole image, the grade's scale."""
+        x = inputs.get("train")
+        engine.validate(x, params.flat)
+        self._engine = engine
+        self._out = torch.empty(x.shape[0], params.shape.out_dim, device=x.device)
         self.scale = self._next_scale()
-        return {"block_fwd": fwd_name, "block_bwd": bwd_name}
+
+    def _forward(self, x: torch.Tensor, params: BlockParams) -> torch.Tensor:
+        """The block's output ``[H*W, C]`` for every pixel, in engine-sized chunks."""
+        chunk = self._engine.rows
+        for start in range(0, x.shape[0], chunk):
+            stop = start + chunk
+            self._engine.forward(x[start:stop], params.flat, self._out[start:stop])
+        return self._out
 
     def _loss(self, pred: torch.Tensor) -> torch.Tensor:
         task = self.task
@@ -90,7 +99,7 @@ class TVObjective:
         Returns the loss (at the updated ``u``) as a 0-dim device tensor."""
         x = inputs.get("train")
         with torch.no_grad():
-            pred = self.acc + self.scale * self._image(self._fwd(x, params))
+            pred = self.acc + self.scale * self._image(self._forward(x, params))
             self.u = prox_l1(
                 self.u, forward_diff(pred), self.alpha, self.alpha * self.lam / self.beta
             )
@@ -100,17 +109,13 @@ class TVObjective:
             (grad_pred,) = torch.autograd.grad(loss, pred)
         # dL/dout [H*W, C] = s_k dL/dpred, in the block's pixel order.
         grad_out = grad_pred.reshape(grad_pred.shape[0], -1).T.mul(self.scale).contiguous()
-        self._bwd(x, params, grad_out, grad_params=grad)
+        self._engine.backward(x, params.flat, grad_out, grad.flat)
         return loss.detach()
 
     @torch.no_grad()
     def _predict(self, x: torch.Tensor, params: BlockParams) -> torch.Tensor:
-        """``acc + s_k N_k(x)`` as ``[C, H, W]``, ``chunk_size`` pixels at a time."""
-        out = torch.empty(x.shape[0], params.shape.out_dim, device=x.device)
-        for start in range(0, x.shape[0], self.chunk_size):
-            stop = start + self.chunk_size
-            self._fwd(x[start:stop], params, out=out[start:stop])
-        return self.acc + self.scale * self._image(out)
+        """``acc + s_k N_k(x)`` as ``[C, H, W]``."""
+        return self.acc + self.scale * self._image(self._forward(x, params))
 
     @torch.no_grad()
     def record(self, inputs, params: BlockParams, *, with_test: bool) -> dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ and the full coordinate grid the network reads (no train/validation split).
     denoise: y = x + noise * n          deblur: y = K x + noise * n,   n ~ N(0, 1) per pixel
 
 ``noise`` is the standard deviation in [0, 1] pixel units (the CLI takes it in /255 units) and
-``K`` the Gaussian blur of ``mgdl_fast.operators``. The noise comes from torch's generator seeded
+``K`` the Gaussian blur of ``operators.py``. The noise comes from torch's generator seeded
 with ``seed``: the authors drew theirs with JAX's ``PRNGKey(0)``, which cannot be reproduced
 here, so observations match theirs in distribution and their PSNR within a few hundredths of a
 dB (PROTOCOL 1.4 lists JAX's values).
@@ -17,9 +17,10 @@ import math
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..operators import blur, gaussian_kernel_1d
-from .regression import Split, coordinate_grid
+from ...errors import InputError
+from ...grid import coordinate_grid
+from ..base import Split
+from .operators import blur, gaussian_kernel_1d
 
 
 class InverseTask:

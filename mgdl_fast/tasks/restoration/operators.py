@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from ...errors import InputError
 
 
 def kernel_size(sigma: float) -> int:
