@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from .helpers import run_cli
+from ..helpers import run_cli
 
 EIG_TINY = ["--iterations", "30", "--interval", "10", "--k", "3", "--grades", "2", "--quiet"]
 SWEEP_TINY = ["--epochs", "20", "--grades", "2", "--width", "8", "--quiet"]

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from mgdl_fast.cli import main
-from mgdl_fast.outputs import RunWriter
+from mgdl_fast.io.rundir import RunWriter
 
-from .helpers import run_cli
+from ..helpers import run_cli
 
 TINY = ["--epochs", "20", "--grades", "2", "--width", "16", "--quiet"]
 
@@ -193,4 +193,34 @@ def test_default_image_uses_the_quick_preset_on_cpu():
 
 def test_info_lists_backends(capsys):
     code, stdout, _ = run_cli(["info"], capsys)
-    assert code == 0 and "reference: available" in stdout and "torch" in stdout
+    assert code == 0 and "torch: available" in stdout and "torch" in stdout
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("mgdl-fast 0.")
+
+
+@pytest.mark.parametrize("cache", [[], ["--no-feature-cache"]], ids=["cached", "recomputed"])
+def test_an_explicit_backend_serves_every_op_of_every_grade(tiny_png, tmp_path, capsys, cache):
+    out = tmp_path / "run"
+    args = ["fit", tiny_png, "--out", out, "--backend", "reference", *cache, *TINY]
+    code, _, _ = run_cli(args, capsys)
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for grade in metrics["grades"]:
+        assert grade["backend"]["backend"] == "torch"
+        assert set(grade["backend"]["ops"].values()) == {"torch"}, grade["backend"]["ops"]
+    assert set(metrics["backends"].values()) == {"torch"}
+
+
+def test_options_reach_every_grade(tiny_png, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["fit", tiny_png, "--out", out, "--precision", "fp32", "--nondeterministic", *TINY]
+    assert run_cli(args, capsys)[0] == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["train"]["precision"] == "fp32"
+    for grade in metrics["grades"]:
+        assert grade["backend"]["precision"] == "fp32"
+        assert grade["backend"]["deterministic"] is False

@@ -9,10 +9,10 @@ import pytest
 
 from mgdl_fast.cli import build_parser
 from mgdl_fast.cli.fit import config_from_args
-from mgdl_fast.outputs import RunWriter
-from mgdl_fast.tv_objective import TVObjective
+from mgdl_fast.io.rundir import RunWriter
+from mgdl_fast.tasks.restoration import TVObjective
 
-from .helpers import run_cli
+from ..helpers import run_cli
 
 TINY = ["--epochs", "20", "--grades", "2", "--width", "16", "--layers", "2", "--quiet"]
 

@@ -8,13 +8,14 @@ import math
 import pytest
 import torch
 
-from mgdl_fast import TrainConfig
-from mgdl_fast.approx import SETTINGS, error_metrics, run_setting
+from mgdl_fast import TrainConfig, bind
 from mgdl_fast.cli import main
-from mgdl_fast.msdl import MSDLConfig, MSDLModel, _step, fit_msdl
-from mgdl_fast.reference import block_apply, block_bwd, block_fwd
+from mgdl_fast.experiments.approx.msdl import MSDLConfig, MSDLModel, MSDLObjective, fit_msdl
+from mgdl_fast.experiments.approx.study import SETTINGS, error_metrics, run_setting
+from mgdl_fast.spec import block_apply
 from mgdl_fast.tasks import FunctionTask
-from mgdl_fast.tasks.synthetic2d import PHASES, function_2d, target_2d
+from mgdl_fast.tasks.functions.target2d import PHASES, function_2d, target_2d
+from mgdl_fast.train.cache import FeatureCache
 
 
 @pytest.fixture(autouse=True)
@@ -53,12 +54,13 @@ def test_2d_target_and_grids():
 
 def test_msdl_step_is_the_gradient_of_the_summed_subnets():
     task = FunctionTask.setting(1, J=5)
-    model, _ = fit_msdl(task, MSDLConfig(width=4, layers=2), _gd(epochs=1))
+    model, _, _ = fit_msdl(task, MSDLConfig(width=4, layers=2), _gd(epochs=1))
     x, y = task.splits["train"].x, task.splits["train"].y
-    scaled = [c * x for c in model.coeffs]
-    grads = [b.zeros_like() for b in model.blocks]
-    fwd, bwd = [block_fwd] * 4, [block_bwd] * 4
-    loss = _step(model, scaled, y, grads, fwd, bwd)
+    inputs = FeatureCache({name: split.x for name, split in task.splits.items()})
+    objective = MSDLObjective(task, model)
+    objective.start_grade(bind(model.params.shape, device="cpu", rows=10_000), inputs, model.params)
+    grads = model.params.zeros_like()
+    loss = objective.step(inputs, model.params, grads)
     flats = [b.flat.double().requires_grad_(True) for b in model.blocks]
     out = sum(
         block_apply(f, c * x.double(), b.shape)
@@ -66,14 +68,15 @@ def test_msdl_step_is_the_gradient_of_the_summed_subnets():
     )
     expected = 0.5 * torch.mean((out - y.double()) ** 2)
     assert math.isclose(loss.item(), expected.item(), rel_tol=1e-5)
-    for grad, reference in zip(grads, torch.autograd.grad(expected, flats)):
+    for grad, reference in zip(grads.blocks, torch.autograd.grad(expected, flats)):
         torch.testing.assert_close(grad.flat.double(), reference, rtol=1e-4, atol=1e-7)
     assert isinstance(model, MSDLModel) and model.num_params == 4 * (8 + 20 + 5)
 
 
 def test_msdl_training_lowers_the_loss():
     task = FunctionTask.setting(1, J=6)
-    _, record = fit_msdl(task, MSDLConfig(width=8, layers=2), _gd(epochs=200))
+    _, record, diverged = fit_msdl(task, MSDLConfig(width=8, layers=2), _gd(epochs=200))
+    assert diverged is None
     losses = record.curves["train_loss"]["value"]
     assert losses[-1] < 0.8 * losses[0], losses
     assert record.epochs_run == 200 and set(record.final) == {"train_loss", "val_loss", "test_loss"}
@@ -124,3 +127,14 @@ def test_bad_approx_options(tmp_path, capsys, extra, message):
     code = main(["approx", "--setting", "1", "--out", str(tmp_path / "o"), *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_approx_with_an_explicit_backend_uses_it_for_every_op(tmp_path, capsys):
+    out = tmp_path / "a"
+    args = ["approx", "--setting", "1", "--J", "4", "--epochs", "20", "--record-every", "10"]
+    code = main([*args, "--out", str(out), "--quiet", "--backend", "reference"])
+    assert code == 0
+    results = json.loads((out / "approx.json").read_text())
+    for model, info in results["models"].items():
+        for record in info["records"]:
+            assert set(record["backend"]["ops"].values()) == {"torch"}, (model, record["backend"])

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mgdl_fast.analysis.hessian import dense_hessian, grade_loss, hvp_fn
+from mgdl_fast.backends import bind
 from mgdl_fast.block import BlockParams, BlockShape
 from mgdl_fast.errors import InputError
-from mgdl_fast.reference.grade_step import grade_step
+from mgdl_fast.experiments.analysis.hessian import dense_hessian, grade_loss, hvp_fn
 
 # Tiny blocks: grade 1 (coordinates in), a later grade (non-negative features in), an SGDL-like
 # deep block, and two output channels.
@@ -75,7 +75,8 @@ def test_the_loss_is_the_one_the_engine_trains():
     x = torch.relu(torch.randn(300, 16))
     y = torch.randn(300, 1)
     engine_grad = params.zeros_like()
-    engine_loss = grade_step(x, y, params, grad_params=engine_grad)
+    engine = bind(shape, device="cpu", rows=300, backend="torch")
+    engine_loss = engine.step(x, y, params.flat, engine_grad.flat)
     theta = params.flat.double().requires_grad_(True)
     loss = grade_loss(shape, x, y)(theta)
     (ours,) = torch.autograd.grad(loss, theta)

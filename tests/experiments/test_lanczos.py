@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from mgdl_fast import ModelConfig, TrainConfig, fit
-from mgdl_fast.analysis.accuracy import main as accuracy_main
-from mgdl_fast.analysis.hessian import dense_hessian
-from mgdl_fast.analysis.lanczos import lanczos_extremes
-from mgdl_fast.analysis.spectrum import iteration_spectrum
-from mgdl_fast.objectives import RegressionObjective
+from mgdl_fast.experiments.analysis.accuracy import main as accuracy_main
+from mgdl_fast.experiments.analysis.hessian import dense_hessian
+from mgdl_fast.experiments.analysis.lanczos import lanczos_extremes
+from mgdl_fast.experiments.analysis.spectrum import iteration_spectrum
 from mgdl_fast.tasks import FunctionTask
+from mgdl_fast.tasks.regression import RegressionObjective
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mgdl_fast import ModelConfig, TrainConfig, fit
-from mgdl_fast.analysis.tracking import EIG_STOP_REASON, EigenTracker, track_eigenvalues
-from mgdl_fast.objectives import RegressionObjective
+from mgdl_fast.experiments.analysis.tracking import EIG_STOP_REASON, EigenTracker, track_eigenvalues
 from mgdl_fast.tasks import FunctionTask
+from mgdl_fast.tasks.regression import RegressionObjective
 
 MGDL = ModelConfig(kind="mgdl", grades=2, width=8, layers=1)
 

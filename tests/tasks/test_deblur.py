@@ -8,14 +8,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from mgdl_fast import BlockParams, BlockShape, load_image
-from mgdl_fast.cache import FeatureCache
-from mgdl_fast.operators import forward_diff, gaussian_kernel_2d, prox_l1, tv_loss
-from mgdl_fast.reference import block_apply
-from mgdl_fast.tasks.inverse import InverseTask
-from mgdl_fast.tv_objective import TVObjective
+from mgdl_fast import BlockParams, BlockShape, bind, load_image
+from mgdl_fast.spec import block_apply
+from mgdl_fast.tasks.restoration import TVObjective
+from mgdl_fast.tasks.restoration.observation import InverseTask
+from mgdl_fast.tasks.restoration.operators import forward_diff, gaussian_kernel_2d, prox_l1, tv_loss
+from mgdl_fast.train.cache import FeatureCache
 
-from .helpers import small_camera
+from ..helpers import small_camera
 
 
 def test_observation_is_the_blurred_image_plus_noise():
@@ -43,7 +43,8 @@ def test_step_gradient_goes_through_the_blur():
     objective = TVObjective(task, beta=1e-2, lam=1e-1)
     inputs = FeatureCache({"train": task.splits["train"].x})
     params = BlockParams.init(BlockShape(2, 8, 2, 1), seed=1)
-    objective.start_grade(inputs.get("train"), params)
+    rows = inputs.get("train").shape[0]
+    objective.start_grade(bind(params.shape, device="cpu", rows=rows), inputs, params)
     grad = params.zeros_like()
     loss = objective.step(inputs, params, grad)
 

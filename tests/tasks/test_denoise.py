@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from mgdl_fast import BlockParams, BlockShape, ModelConfig, TrainConfig, fit, load_image
-from mgdl_fast.cache import FeatureCache, freeze_grade
+from mgdl_fast.backends import bind
 from mgdl_fast.errors import InputError
-from mgdl_fast.operators import forward_diff, prox_l1, psnr, tv_loss
-from mgdl_fast.reference import block_apply
-from mgdl_fast.tasks.inverse import InverseTask
-from mgdl_fast.tv_objective import TVObjective
+from mgdl_fast.spec import block_apply
+from mgdl_fast.tasks.restoration import TVObjective
+from mgdl_fast.tasks.restoration.observation import InverseTask
+from mgdl_fast.tasks.restoration.operators import forward_diff, prox_l1, psnr, tv_loss
+from mgdl_fast.train.cache import FeatureCache, freeze_grade
 
-from .helpers import small_camera
+from ..helpers import small_camera
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +131,17 @@ def test_u_starts_at_zero_and_is_carried_across_grades(pixels):
 def test_step_updates_u_first_and_gives_the_gradient_of_the_loss(pixels):
     task, objective, result = _fit(pixels, grades=1, epochs=30)
     # Grade 2 by hand: one step of the objective against autograd through the functional block.
+    first = result.model.grades[0]
     inputs, _ = freeze_grade(
-        result.model.grades[0],
+        bind(first.shape, device="cpu", rows=task.splits["train"].x.shape[0]),
+        first,
         FeatureCache({"train": task.splits["train"].x}),
         ("train",),
         torch.float32,
     )
     params = BlockParams.init(BlockShape(16, 16, 2, 1), seed=5)
-    objective.start_grade(inputs.get("train"), params)
+    rows = task.splits["train"].x.shape[0]
+    objective.start_grade(bind(params.shape, device="cpu", rows=rows), inputs, params)
     u_before, acc = objective.u.clone(), objective.acc.clone()
     grad = params.zeros_like()
     loss = objective.step(inputs, params, grad)

@@ -7,8 +7,8 @@ import math
 import torch
 
 from mgdl_fast import ModelConfig, TrainConfig, fit
-from mgdl_fast.objectives import RegressionObjective
 from mgdl_fast.tasks import FunctionTask
+from mgdl_fast.tasks.regression import RegressionObjective
 
 
 def test_settings_match_the_protocol():

@@ -9,7 +9,7 @@ from scipy import ndimage
 from skimage import filters
 
 from mgdl_fast.errors import InputError
-from mgdl_fast.operators import (
+from mgdl_fast.tasks.restoration.operators import (
     blur,
     forward_diff,
     gaussian_kernel_1d,

@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from mgdl_fast import BlockParams, RegressionTask, fit, fit_regression
-from mgdl_fast.cache import FeatureCache, freeze_grade
-from mgdl_fast.early_stop import ValidationSmoothing
+from mgdl_fast import BlockParams, RegressionTask, bind, fit, fit_regression
 from mgdl_fast.errors import InputError
-from mgdl_fast.objectives import RegressionObjective
-from mgdl_fast.trainer import grade_shapes
+from mgdl_fast.tasks.regression import RegressionObjective
+from mgdl_fast.train.cache import FeatureCache, freeze_grade
+from mgdl_fast.train.early_stop import ValidationSmoothing
+from mgdl_fast.train.trainer import grade_shapes
 
-from .helpers import quick_train, small_camera, tiny_model
+from ..helpers import quick_train, small_camera, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,8 @@ def test_cached_features_equal_recomputed_ones(image):
     task, objective, result = _fit(image, tiny_model(grades=2), quick_train(epochs=20))
     first = result.model.grades[0]
     coords = FeatureCache({n: s.x for n, s in task.splits.items()})
-    cache, _ = freeze_grade(first, coords, ("train", "test"), torch.float32)
+    engine = bind(first.shape, device="cpu", rows=100)
+    cache, _ = freeze_grade(engine, first, coords, ("train", "test"), torch.float32)
     for split in ("train", "test"):
         grid = task.splits[split].x
         recomputed = torch.relu(
@@ -130,9 +131,9 @@ class _PoisonedAtGrade(RegressionObjective):
         super().__init__(task)
         self.bad_grade, self.grade = bad_grade, 0
 
-    def start_grade(self, x_train, params):
+    def start_grade(self, engine, inputs, params):
         self.grade += 1
-        return super().start_grade(x_train, params)
+        super().start_grade(engine, inputs, params)
 
     def step(self, inputs, params, grad):
         loss = super().step(inputs, params, grad)
