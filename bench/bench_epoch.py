@@ -1,30 +1,32 @@
-"""One full-batch training epoch (grade_step + adam_step) per provider and shape.
+"""One full-batch training epoch (0.5 * MSE step + Adam update) per provider and shape.
 
-Providers: ``eager`` (the reference ops), ``compile`` (torch.compile of the block function,
-its gradient and Adam) and every kernel backend of the dispatcher (``triton``, ``cuda``, ...),
-skipped with the dispatcher's reasons where it cannot serve the inputs. Correctness is asserted
-once against a float64 reference step before timing; the timed function synchronizes the
-device. Run on a GPU with ``bench/run_gpu.sh`` (JSON into bench/results/); without a GPU,
-``python -m pytest bench/bench_epoch.py --benchmark-disable`` is a smoke test at tiny sizes.
+Providers: ``eager`` (plain PyTorch as a user writes it: autograd through the block and
+``torch.optim.Adam``), ``compile`` (torch.compile of the block's loss, its gradient and Adam),
+and every backend of the engine (``torch``, ``triton``, ``cuda``: a bound engine's ``step`` +
+``update``), skipped with the backend's reasons where it cannot serve the shape. On a GPU each
+backend also runs as ``<backend>-graph``: ten epochs captured once in a CUDA graph and replayed
+(what the trainer does between records), timed per epoch. Correctness is asserted once against
+a float64 step before timing; the timed function synchronizes the device. Run on a GPU with
+``bench/gpu_suite.sh`` (JSON into bench/results/); on CPU, CI runs it as a smoke test at tiny
+sizes.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
-
 import pytest
 import torch
 
-from mgdl_fast import BlockParams, BlockShape, dispatch, reference
+from mgdl_fast import BlockParams, BlockShape, Options, backends
+from mgdl_fast.io.environment import environment
+from mgdl_fast.spec import block_apply
 
 from .shapes import EpochShape, epoch_shapes
 
 GPU = torch.cuda.is_available()
-DEVICE = "cuda" if GPU else "cpu"
-KERNEL_BACKENDS = [name for name in dispatch.backend_names() if name != "reference"]
-PROVIDERS = ["eager", "compile", *KERNEL_BACKENDS]
+DEVICE = torch.device("cuda" if GPU else "cpu")
+GRAPH_EPOCHS = 10
+PROVIDERS = ["eager", "compile", *backends.backend_names()]
+PROVIDERS += [f"{name}-graph" for name in backends.backend_names()] if GPU else []
 LR = 1e-3
 
 
@@ -44,22 +46,56 @@ def inputs(shape: EpochShape):
     return params, x, y
 
 
-class OpsEpoch:
-    """An epoch through a backend's ops: ``grade_step`` then ``adam_step``, state kept here."""
+class EngineEpoch:
+    """An epoch through a bound engine: ``step`` then ``update``, state kept here."""
 
     def __init__(self, backend: str, params: BlockParams, x, y):
         self.params, self.x, self.y = params, x, y
-        _, self.step_op = dispatch.resolve("grade_step", x, params, backend=backend)
-        _, self.adam_op = dispatch.resolve("adam_step", params.flat, params, backend=backend)
+        self.engine = backends.bind(
+            params.shape, device=DEVICE, rows=x.shape[0], input_dtype=x.dtype, backend=backend
+        )
+        self.engine.validate(x, params.flat, targets=y)
         self.grad = params.zeros_like()
-        self.m, self.v = torch.zeros_like(params.flat), torch.zeros_like(params.flat)
-        self.step = 0
+        self.state = self.engine.optimizer_state("adam", LR, params.flat.numel())
 
     def __call__(self) -> torch.Tensor:
-        self.step += 1
-        loss = self.step_op(self.x, self.y, self.params, grad_params=self.grad)
-        self.adam_op(self.params.flat, self.grad.flat, self.m, self.v, step=self.step, lr=LR)
+        loss = self.engine.step(self.x, self.y, self.params.flat, self.grad.flat)
+        self.engine.update(self.params.flat, self.grad.flat, self.state)
         return loss
+
+
+class GraphEpochs(EngineEpoch):
+    """``GRAPH_EPOCHS`` engine epochs captured in one CUDA graph; a call replays them."""
+
+    def __init__(self, backend: str, params: BlockParams, x, y):
+        super().__init__(backend, params, x, y)
+        super().__call__()  # the first epoch eagerly (lazy initialisation must not be captured)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            for _ in range(GRAPH_EPOCHS):
+                self.loss = super().__call__()
+
+    def __call__(self) -> torch.Tensor:
+        self.graph.replay()
+        return self.loss
+
+
+class EagerEpoch:
+    """Plain PyTorch: autograd through the block function and torch.optim.Adam."""
+
+    def __init__(self, params: BlockParams, x, y):
+        self.shape, self.x, self.y = params.shape, x.float(), y
+        self.flat = params.flat.detach().clone().requires_grad_(True)
+        self.opt = torch.optim.Adam([self.flat], lr=LR)
+        self.grad = None
+
+    def __call__(self) -> torch.Tensor:
+        self.opt.zero_grad(set_to_none=False)
+        loss = 0.5 * torch.mean((block_apply(self.flat, self.x, self.shape) - self.y) ** 2)
+        loss.backward()
+        self.grad = BlockParams(self.shape, self.flat.grad)
+        self.opt.step()
+        return loss.detach()
 
 
 class CompiledEpoch:
@@ -73,7 +109,7 @@ class CompiledEpoch:
         self.step = 0
 
         def loss_fn(flat, xx, yy):
-            return 0.5 * torch.mean((reference.block_apply(flat, xx, shape) - yy) ** 2)
+            return 0.5 * torch.mean((block_apply(flat, xx, shape) - yy) ** 2)
 
         grad_and_loss = torch.func.grad_and_value(loss_fn)
 
@@ -99,48 +135,32 @@ class CompiledEpoch:
 
 def make_epoch(provider: str, params: BlockParams, x, y):
     if provider == "eager":
-        return OpsEpoch("reference", params, x, y)
+        return EagerEpoch(params, x, y)
     if provider == "compile":
         return CompiledEpoch(params, x, y)
-    why = dispatch.reasons(provider, "grade_step", x, params)
-    why += dispatch.reasons(provider, "adam_step", params.flat, params)
+    name = provider.removesuffix("-graph")
+    why = backends.reasons(name, params.shape, DEVICE, x.dtype, Options.from_env())
     if why:
-        pytest.skip(f"{provider}: " + "; ".join(dict.fromkeys(why)))
-    return OpsEpoch(provider, params, x, y)
+        pytest.skip(f"{name}: " + "; ".join(why))
+    return (
+        GraphEpochs(name, params, x, y)
+        if provider.endswith("-graph")
+        else EngineEpoch(name, params, x, y)
+    )
 
 
-def check_first_step(epoch, params: BlockParams, x, y) -> None:
-    """The provider's first loss and gradient against the reference in float64: relative L2
-    error within what tf32/bf16 products allow on a GPU, 1e-4 in the fp32 CPU smoke run."""
-    p64 = BlockParams(params.shape, params.flat.double())
-    grad64 = p64.zeros_like()
-    loss64 = reference.grade_step(x.double(), y.double(), p64, grad_params=grad64)
+def check_first_step(provider: str, params: BlockParams, x, y) -> None:
+    """The provider's first loss and gradient against a float64 step: relative L2 error
+    within what tf32/bf16 products allow on a GPU, 1e-4 in the fp32 CPU smoke run."""
+    flat64 = params.flat.detach().double().requires_grad_(True)
+    loss64 = 0.5 * torch.mean((block_apply(flat64, x.double(), params.shape) - y.double()) ** 2)
+    (grad64,) = torch.autograd.grad(loss64, flat64)
+    epoch = make_epoch(provider.removesuffix("-graph"), params.clone(), x, y)
     loss = epoch()
     tol = 3e-2 if GPU else 1e-4
-    err = (epoch.grad.flat.double() - grad64.flat).norm() / grad64.flat.norm()
+    err = (epoch.grad.flat.double() - grad64).norm() / grad64.norm()
     assert err.item() <= tol, f"gradient relative error {err.item():.2e} > {tol}"
     assert abs(loss.item() - loss64.item()) <= tol * loss64.item()
-
-
-def machine_info() -> dict:
-    info = {"device": torch.cuda.get_device_name() if GPU else platform.processor() or "cpu"}
-    info["torch"] = torch.__version__
-    try:
-        import triton
-
-        info["triton"] = triton.__version__
-    except ImportError:
-        info["triton"] = None
-    info["commit"] = os.environ.get("MGDL_FAST_COMMIT") or _git_commit()
-    return info
-
-
-def _git_commit() -> str:
-    try:
-        run = ["git", "describe", "--always", "--dirty"]
-        return subprocess.run(run, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 @pytest.mark.parametrize("shape", epoch_shapes(GPU), ids=str)
@@ -148,7 +168,7 @@ def _git_commit() -> str:
 def test_epoch(benchmark, provider: str, shape: EpochShape):
     params, x, y = inputs(shape)
     epoch = make_epoch(provider, params.clone(), x, y)
-    check_first_step(epoch, params, x, y)
+    check_first_step(provider, params, x, y)
     # Warm-up: compiles (Triton JIT, torch.compile) and allocator growth stay untimed.
     for _ in range(3 if GPU else 0):
         epoch()
@@ -158,16 +178,18 @@ def test_epoch(benchmark, provider: str, shape: EpochShape):
         if GPU:
             torch.cuda.synchronize()
 
-    benchmark.extra_info.update(machine_info())
+    epochs_per_call = GRAPH_EPOCHS if provider.endswith("-graph") else 1
+    benchmark.extra_info.update(environment(DEVICE))
     benchmark.extra_info.update(
         provider=provider, shape=str(shape), n=shape.n, in_dim=shape.in_dim, width=shape.width,
         layers=shape.layers, x_dtype=str(x.dtype).replace("torch.", ""),
-        roofline_pixels_per_s=shape.roofline_pixels_per_s(),
+        epochs_per_call=epochs_per_call, roofline_pixels_per_s=shape.roofline_pixels_per_s(),
     )  # fmt: skip
     benchmark(run)
     if benchmark.stats is not None:
-        median = benchmark.stats.stats.median
-        benchmark.extra_info["pixels_per_s"] = shape.n / median
+        per_epoch = benchmark.stats.stats.median / epochs_per_call
+        benchmark.extra_info["s_per_epoch"] = per_epoch
+        benchmark.extra_info["pixels_per_s"] = shape.n / per_epoch
         benchmark.extra_info["pct_bf16_roofline"] = (
-            100 * shape.n / median / shape.roofline_pixels_per_s()
+            100 * shape.n / per_epoch / shape.roofline_pixels_per_s()
         )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,29 +20,26 @@ from pathlib import Path
 import torch
 
 import mgdl_fast as mf
-from mgdl_fast.cache import FeatureCache, RecomputedFeatures, freeze_grade
-from mgdl_fast.early_stop import ValidationSmoothing
-from mgdl_fast.objectives import RegressionObjective
-from mgdl_fast.outputs import environment
-from mgdl_fast.trainer import grade_shapes, train_grade
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from mgdl_fast.io.environment import environment
+from mgdl_fast.tasks.regression import RegressionObjective
+from mgdl_fast.train.cache import FeatureCache, RecomputedFeatures, freeze_grade
+from mgdl_fast.train.early_stop import ValidationSmoothing
+from mgdl_fast.train.loop import run_grade
+from mgdl_fast.train.optim import GradeOptimizer
+from mgdl_fast.train.trainer import bind_grade, grade_shapes
 
 
 def time_grade(params0, inputs, objective, cfg, device) -> float:
+    """Bind, then train grade 4 from ``params0`` on ``inputs``; the wall time in seconds."""
     params = params0.clone()
     rule = ValidationSmoothing(cfg.record_every, cfg.smooth_window, cfg.rel_tol)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    train_grade(4, params, inputs, objective, cfg, rule, total_grades=4, progress=False)
+    engine = bind_grade(params.shape, inputs, objective, cfg)
+    objective.start_grade(engine, inputs, params)
+    optimizer = GradeOptimizer(engine, cfg.optimizer, cfg.lr, params.flat.numel())
+    run_grade(4, params, inputs, objective, optimizer, cfg, rule, total_grades=4, progress=False)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start
@@ -66,10 +62,12 @@ def main() -> None:
     objective = RegressionObjective(task)
     first3 = mf.fit(task, objective, mf.ModelConfig(grades=3), cfg, progress=False)
     coords = {n: task.splits[n].x for n in objective.splits}
-    cached = FeatureCache(coords)
+    dtype = cfg.feature_dtype(device)
+    cached, recomputed = FeatureCache(coords), RecomputedFeatures(coords, dtype)
     for params in first3.model.grades:
-        cached, _ = freeze_grade(params, cached, objective.splits, cfg.feature_dtype(device))
-    recomputed = RecomputedFeatures(first3.model, coords)
+        engine = bind_grade(params.shape, cached, objective, cfg)
+        cached, _ = freeze_grade(engine, params, cached, objective.splits, dtype)
+        recomputed.add_grade(params, engine)
     params0 = mf.BlockParams.init(
         grade_shapes(model_cfg, 2, task.out_dim)[3], seed=0, device=device
     )
@@ -95,7 +93,6 @@ def main() -> None:
         "median_s": medians,
         "ratio": ratio,
         "environment": environment(device),
-        "commit": _commit(),
         "command": " ".join(["python", *sys.argv]),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
