@@ -25,9 +25,15 @@ from .shapes import EpochShape, epoch_shapes
 GPU = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if GPU else "cpu")
 GRAPH_EPOCHS = 10
+# (N, D) of the one GPU shape torch.compile is timed at: grade >= 2 at 1024^2.
+COMPILE_SHAPE = (1024 * 1024, 128)
 PROVIDERS = ["eager", "compile", *backends.backend_names()]
 PROVIDERS += [f"{name}-graph" for name in backends.backend_names()] if GPU else []
 LR = 1e-3
+
+
+def shape_key(params: BlockParams, x: torch.Tensor) -> tuple[int, int]:
+    return (x.shape[0], params.shape.in_dim)
 
 
 def inputs(shape: EpochShape):
@@ -134,6 +140,8 @@ class CompiledEpoch:
 
 
 def make_epoch(provider: str, params: BlockParams, x, y):
+    if provider == "compile" and GPU and shape_key(params, x) != COMPILE_SHAPE:
+        pytest.skip("torch.compile is timed at one shape (its first call compiles for ~30 s)")
     if provider == "eager":
         return EagerEpoch(params, x, y)
     if provider == "compile":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from functools import cached_property
+from typing import Protocol
 
 import torch
 
@@ -77,6 +78,16 @@ class BlockShape:
             weights.append(flat[w_off : w_off + fan_in * fan_out].view(fan_in, fan_out))
             biases.append(flat[b_off : b_off + fan_out])
         return weights, biases
+
+
+class FlatParams(Protocol):
+    """What an optimizer and the training loop work on: a flat parameter vector (one grade's
+    ``BlockParams``, or every MSDL subnet's ``StackedParams``) that makes a zeroed twin of
+    itself for its gradient."""
+
+    flat: torch.Tensor
+
+    def zeros_like(self) -> FlatParams: ...
 
 
 class BlockParams:

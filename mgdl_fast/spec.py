@@ -6,9 +6,23 @@ this; torch.func transforms (Hessians, HVPs) use it directly.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 
 from .block import BlockShape
+
+
+@overload
+def block_apply(
+    flat: torch.Tensor, x: torch.Tensor, shape: BlockShape, *, return_features: Literal[False] = ...
+) -> torch.Tensor: ...
+
+
+@overload
+def block_apply(
+    flat: torch.Tensor, x: torch.Tensor, shape: BlockShape, *, return_features: Literal[True]
+) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def block_apply(

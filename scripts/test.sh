@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The test command: lint, then the whole suite (Triton kernels run in the interpreter on CPU;
-# GPU tests skip with their reason; benchmarks run once each as a smoke test).
+# The test command (what CI runs): lint, type check, the whole suite (Triton kernels in the
+# interpreter on CPU, GPU tests skipped with their reason, every benchmark once as a smoke test),
+# then the GPU suite's dry run (every stage's logic at tiny sizes on this CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
+"$VENV/bin/mypy"
 "$VENV/bin/python" -m pytest -q
+PYTHON="$VENV/bin/python" bench/gpu_suite.sh --dry-run

@@ -18,6 +18,7 @@ from ..io.rundir import CHECKPOINT_STEM, RunWriter, read_records
 from ..tasks import PRESETS, TASKS, fit_defaults, restoration
 from ..train import ModelConfig, TrainConfig, fit
 from ..train.config import CACHE_DTYPES, MODEL_KINDS, OPTIMIZERS
+from ..train.history import GradeRecord
 from .summary import grade_line, print_summary
 
 DEFAULT_IMAGE = "skimage.data.camera()"
@@ -185,7 +186,7 @@ def _note(message: str) -> None:
 
 def _load_config(args, out: Path):
     """The run's config, earlier grade records (resume) and its (cropped) image."""
-    records = []
+    records: list[GradeRecord] = []
     if args.resume:
         if not (out / "metrics.json").is_file():
             raise InputError(f"--resume: no earlier run in {out} (metrics.json not found)")

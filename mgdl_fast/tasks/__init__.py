@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from . import regression, restoration
 from .base import GradeInputs, Objective, Split, Task
@@ -31,16 +32,15 @@ class TaskSpec:
     epochs: dict[str, int]
 
 
+def _regression_defaults(model: str) -> dict:
+    return dict(regression.DEFAULTS)
+
+
 TASKS = {
-    "regression": TaskSpec(
-        "regression", regression.make, lambda model: dict(regression.DEFAULTS), regression.EPOCHS
-    ),
+    "regression": TaskSpec("regression", regression.make, _regression_defaults, regression.EPOCHS),
     **{
         name: TaskSpec(
-            name,
-            restoration.make,
-            lambda model, name=name: restoration.defaults(name, model),
-            restoration.EPOCHS,
+            name, restoration.make, partial(restoration.defaults, name), restoration.EPOCHS
         )
         for name in restoration.RESTORE_TASKS
     },

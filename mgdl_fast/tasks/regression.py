@@ -140,11 +140,12 @@ class RegressionObjective:
         return metrics
 
     def reconstruction(self) -> np.ndarray:
-        """The accumulated prediction on the largest split (the test split: the whole image
-        ``[H, W, C]`` for images, ``[N, C]`` for functions), float32."""
-        name = "test" if "test" in self.splits else self.splits[-1]
+        """The accumulated prediction on the test split (the whole image ``[H, W, C]`` for
+        images, ``[N, C]`` for functions), or ``[N, C]`` on the train split of a task without
+        one; float32."""
+        name = "test" if "test" in self.splits else "train"
         split = self.task.splits[name]
-        shape = self.task.shape if name == "test" else (*split.grid, -1)
+        shape = self.task.shape if name == "test" else tuple(split.y.shape)
         return (split.y - self.residual[name]).reshape(shape).cpu().numpy()
 
 

@@ -34,6 +34,9 @@ class ValidationSmoothing:
     def should_stop(self, val_losses: list[float]) -> bool:
         """Add a smoothed point from the recorded losses; True when training should stop."""
         recent = val_losses[-self.window :]
+        if not recent:
+            # A task without a validation split: nothing to smooth, never stop early.
+            return False
         self.smoothed.append(sum(recent) / len(recent))
         if len(self.smoothed) < 2:
             return False

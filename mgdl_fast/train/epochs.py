@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..block import BlockParams
+from ..block import FlatParams
 from .optim import GradeOptimizer
 
 
@@ -24,8 +24,8 @@ class EpochRunner:
         objective,
         optimizer: GradeOptimizer,
         inputs,
-        params: BlockParams,
-        grad: BlockParams,
+        params: FlatParams,
+        grad: FlatParams,
         *,
         cuda_graph: bool,
     ):

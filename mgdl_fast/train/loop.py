@@ -10,22 +10,29 @@ DivergenceError.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from ..block import BlockParams
+from ..block import FlatParams
 from ..errors import DivergenceError
+from ..tasks.base import GradeInputs, Objective
 from .config import TrainConfig
 from .early_stop import ValidationSmoothing
 from .epochs import EpochRunner
 from .history import MetricLog
 from .optim import GradeOptimizer
 
-# Runs before an optimizer step as hook(grade, epoch, params, inputs, objective); a returned
-# string stops the grade with that reason (e.g. the eigenvalue stopping rule).
-GradeHook = Callable[[int, int, BlockParams, object, object], "str | None"]
+
+class GradeHook(Protocol):
+    """Runs before an optimizer step of a grade with its ``BlockParams``, inputs and
+    objective; a returned string stops the grade with that reason (e.g. the eigenvalue
+    stopping rule)."""
+
+    def __call__(
+        self, grade: int, epoch: int, params: Any, inputs: GradeInputs, objective: Objective
+    ) -> str | None: ...
 
 
 @dataclass
@@ -39,7 +46,7 @@ class GradeRun:
 
 def run_grade(
     grade: int,
-    params: BlockParams,
+    params: FlatParams,
     inputs,
     objective,
     optimizer: GradeOptimizer,

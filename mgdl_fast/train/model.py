@@ -85,10 +85,11 @@ class MultiGradeModel:
             h = x[start : start + chunk]
             n = h.shape[0]
             for k, (params, engine, scale) in enumerate(zip(grades, engines, self.scales)):
-                features = feats[k][:n] if k + 1 < len(grades) else None
-                engine.forward(h, params.flat, part[:n], features)
+                last = k + 1 == len(grades)
+                engine.forward(h, params.flat, part[:n], None if last else feats[k][:n])
                 out[start : start + n].add_(part[:n], alpha=scale)
-                h = features
+                if not last:
+                    h = feats[k][:n]
         return out
 
     @torch.no_grad()

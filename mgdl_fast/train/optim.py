@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backends.engine import Engine
-from ..block import BlockParams
+from ..block import FlatParams
 
 
 class GradeOptimizer:
@@ -29,5 +29,5 @@ class GradeOptimizer:
         hyper = {"beta1": beta1, "beta2": beta2, "eps": eps} if kind == "adam" else {}
         self.state = engine.optimizer_state(kind, lr, numel, **hyper)
 
-    def step(self, params: BlockParams, grad: BlockParams) -> None:
+    def step(self, params: FlatParams, grad: FlatParams) -> None:
         self.engine.update(params.flat, grad.flat, self.state)

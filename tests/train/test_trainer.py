@@ -209,3 +209,17 @@ def test_each_grade_starts_from_the_configured_init(image, scheme):
 def test_unknown_init_is_refused():
     with pytest.raises(InputError, match="init must be one of"):
         quick_train(init="xavier")
+
+
+def test_a_task_with_only_a_train_split_trains():
+    """Front ends may bring a task with no validation or test split."""
+    from mgdl_fast import FunctionTask
+    from mgdl_fast.tasks import Split
+
+    x = torch.linspace(0, 1, 64)[:, None]
+    task = FunctionTask({"train": Split(x, torch.sin(6 * x), (64, 1))}, "sin(6x), train only")
+    objective = RegressionObjective(task)
+    result = fit(task, objective, tiny_model(grades=2), quick_train(epochs=30), progress=False)
+    assert objective.splits == ("train",) and len(result.records) == 2
+    assert set(result.records[-1].final) == {"train_loss", "train_psnr"}
+    assert objective.reconstruction().shape == (64, 1)

@@ -44,9 +44,11 @@ class _ViewCache:
     """Weight/bias views of the flat vector used last (the same tensor every epoch)."""
 
     def __init__(self, shape: BlockShape):
-        self.shape, self.flat, self.views = shape, None, None
+        self.shape = shape
+        self.flat: torch.Tensor | None = None
+        self.views: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
 
-    def __call__(self, flat: torch.Tensor):
+    def __call__(self, flat: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         if flat is not self.flat:
             self.flat, self.views = flat, self.shape.views(flat)
         return self.views

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import torch
 
@@ -29,7 +30,7 @@ from .spectrum import iteration_spectrum
 def capture_grade(data, model_cfg: ModelConfig, eta: float, steps: int) -> dict:
     """``shape``, ``theta`` (float64), ``x``, ``y`` of the last grade's loss after ``steps`` GD
     iterations in every grade (He init)."""
-    captured = {}
+    captured: dict[str, Any] = {}
     train_cfg = TrainConfig(
         epochs=steps + 1, lr=eta, optimizer="gd", device="cpu", early_stopping=False, init="he"
     )

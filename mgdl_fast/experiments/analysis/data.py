@@ -63,5 +63,5 @@ def load_data(
         )
     if invert:
         pixels = 1.0 - pixels
-    task = RegressionTask(np.ascontiguousarray(pixels), device=device)
-    return Data(task, RegressionObjective(task), "image", Path(spec).stem)
+    image_task = RegressionTask(np.ascontiguousarray(pixels), device=device)
+    return Data(image_task, RegressionObjective(image_task), "image", Path(spec).stem)

@@ -1,8 +1,10 @@
 """The analyses' defaults, as the papers' code runs them (PROTOCOL 4 and 5)."""
 
+from typing import Any
+
 # PROTOCOL 4's eigenvalue experiments: network sizes, the authors' BEST step sizes, their early
 # stop (record interval, relative tolerance) and where the eigenvalue stopping rule is used.
-EIG_DEFAULTS = {
+EIG_DEFAULTS: dict[str, dict[str, Any]] = {
     "synthetic": {
         "width": 32,
         "layers": 1,
@@ -25,7 +27,7 @@ EIG_DEFAULTS = {
 
 # PROTOCOL 5: the image study uses PROTOCOL 2's networks (4 x [128, 128] / 8 x 128) with stax's
 # Glorot init; the synthetic study PROTOCOL 4's (width 32, one layer per grade) with He init.
-SWEEP_DEFAULTS = {
+SWEEP_DEFAULTS: dict[str, dict[str, Any]] = {
     "synthetic": {"width": 32, "layers": 1, "init": "he"},
     "image": {"width": 128, "layers": 2, "init": "glorot"},
 }

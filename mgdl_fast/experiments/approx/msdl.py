@@ -72,10 +72,10 @@ class MSDLModel:
         shape = self.params.shape
         engine = engine or bind(shape, device=x.device, rows=x.shape[0], backend=backend)
         out = torch.empty(x.shape[0], shape.out_dim, device=x.device)
-        total = None
+        total = torch.zeros_like(out)
         for block, c in zip(self.blocks, self.coeffs):
             engine.forward(c * x, block.flat, out)
-            total = out.clone() if total is None else total + out
+            total += out
         return total
 
 

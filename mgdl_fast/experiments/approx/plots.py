@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -14,7 +15,7 @@ import torch  # noqa: E402
 _NAMES = {"mgdl": "MGDL", "sgdl": "SGDL", "msdl": "MSDL"}
 
 
-def _panels(predictions: dict[str, list[torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
+def _panels(predictions: dict[str, list[torch.Tensor]]) -> list[tuple[str, np.ndarray]]:
     """(label, test prediction ``[N, 1]`` as numpy) for every MGDL grade, then SGDL and MSDL."""
     panels = []
     for model, preds in predictions.items():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -140,7 +141,8 @@ def run_setting(
     test predictions (one per MGDL grade, one for SGDL and MSDL)."""
     device = next(iter(train_cfgs.values())).torch_device()
     task = setting.make_task(J if J is not None else setting.J[preset], device)
-    results = {"setting": setting.name, "target": task.description, "rows": [], "models": {}}
+    results: dict[str, Any] = {"setting": setting.name, "target": task.description}
+    results.update(rows=[], models={})
     predictions = {}
     for model in models:
         start = time.perf_counter()

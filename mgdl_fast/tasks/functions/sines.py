@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from ...errors import InputError
 from ..base import Split
 
 SETTINGS = {
@@ -31,21 +32,26 @@ TEST_POINTS = 10_000
 def sum_of_sines(x: torch.Tensor, kappa: list[float], phi: list[float]) -> torch.Tensor:
     """``y [N, 1]`` for ``x [N, 1]`` (computed in float64, returned in x's dtype)."""
     x64 = x.double()
-    y = sum(torch.sin(2 * math.pi * k * x64 + p) for k, p in zip(kappa, phi))
+    y = torch.zeros_like(x64)
+    for k, p in zip(kappa, phi):
+        y += torch.sin(2 * math.pi * k * x64 + p)
     return y.to(x.dtype)
 
 
 class FunctionTask:
-    """Regression of a known function: splits ``train``/``val``/``test`` of ``x [N, D]`` and
-    ``y [N, C]``, the same interface as RegressionTask without an image."""
+    """Regression of data given as splits of ``x [N, D]`` and ``y [N, C]``: ``train``
+    required, ``val`` and ``test`` optional; the same interface as RegressionTask without an
+    image. ``shape`` is ``[N, C]`` of the test split (else of the train split)."""
 
     name = "approx"
 
     def __init__(self, splits: dict[str, Split], description: str):
+        if "train" not in splits:
+            raise InputError("a task needs a 'train' split")
         self.splits = splits
         self.description = description
-        test = splits["test"]
-        self.shape = (test.x.shape[0], test.y.shape[1])
+        last = splits.get("test", splits["train"])
+        self.shape = (last.x.shape[0], last.y.shape[1])
 
     @property
     def in_dim(self) -> int:

@@ -1,0 +1,138 @@
+"""Correctness smoke of every kernel backend at the headline shapes, against the torch backend
+on the same device: forward (output and features), one training step (loss and gradient), the
+backward from a given dL/dout, and Adam, with outputs NaN-poisoned; plus NaN propagation (one
+NaN weight must give a NaN loss). One JSON record per (backend, shape, op).
+
+    python bench/gpu_smoke.py --json FILE            # on a GPU: headline shapes, N = 65553
+    python bench/gpu_smoke.py --json FILE --tiny     # CPU dry run: small shapes, N = 300
+
+The tolerance of each comparison is the self-check's (``testing.SELF_CHECK_TOLERANCE``, by
+product precision): max |kernel - torch| / max |torch|.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+
+import torch
+
+from mgdl_fast import BlockParams, BlockShape, Options, backends
+from mgdl_fast.io.environment import environment
+from mgdl_fast.testing import SELF_CHECK_TOLERANCE, poisoned
+
+# The issues' headline grades: (D, W, L, C), input dtype.
+HEADLINE = [
+    ((2, 128, 2, 1), torch.float32),
+    ((128, 128, 2, 1), torch.bfloat16),
+    ((2, 128, 3, 1), torch.float32),
+    ((128, 128, 3, 1), torch.bfloat16),
+    ((256, 256, 3, 3), torch.bfloat16),
+]
+TINY = [((2, 16, 2, 1), torch.float32), ((16, 16, 3, 3), torch.float32)]
+
+
+def _inputs(shape: BlockShape, n: int, dtype: torch.dtype, device: torch.device):
+    gen = torch.Generator().manual_seed(0)
+    if shape.in_dim == shape.width:
+        x = torch.relu(torch.randn(n, shape.in_dim, generator=gen))
+    else:
+        x = torch.rand(n, shape.in_dim, generator=gen)
+    y = torch.rand(n, shape.out_dim, generator=gen)
+    g_out = torch.randn(n, shape.out_dim, generator=gen) / n
+    params = BlockParams.init(shape, seed=1, device=device)
+    return x.to(device, dtype), y.to(device), g_out.to(device), params.flat
+
+
+def _error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    scale = expected.double().abs().max().clamp_min(1e-30)
+    err = ((actual.double() - expected.double()).abs().max() / scale).item()
+    return err if err == err else float("inf")
+
+
+def _ops(engine, x, y, g_out, flat):
+    """Every op's results on one engine (outputs poisoned first)."""
+    n, shape, device = x.shape[0], engine.shape, x.device
+    out, feats = poisoned(n, shape.out_dim, device=device), poisoned(n, shape.width, device=device)
+    engine.forward(x, flat, out, feats)
+    grad = poisoned(flat.numel(), device=device)
+    loss = engine.step(x, y, flat, grad).clone()
+    bgrad = poisoned(flat.numel(), device=device)
+    engine.backward(x, flat, g_out, bgrad)
+    params = flat.clone()
+    state = engine.optimizer_state("adam", 1e-3, flat.numel())
+    for _ in range(3):
+        engine.update(params, grad, state)
+    nan_flat = flat.clone()
+    nan_flat[shape.in_dim * shape.width // 2] = float("nan")
+    nan_loss = engine.step(x, y, nan_flat, torch.empty_like(flat)).clone()
+    return {"forward": out, "features": feats, "loss": loss, "gradient": grad,
+            "backward": bgrad, "adam": params, "nan_loss": nan_loss}  # fmt: skip
+
+
+def check(name: str, dims, dtype, n: int, device: torch.device) -> list[dict]:
+    shape = BlockShape(*dims)
+    base = {
+        "backend": name,
+        "shape": list(dims),
+        "dtype": str(dtype).removeprefix("torch."),
+        "n": n,
+    }
+    why = backends.reasons(name, shape, device, dtype, Options.from_env())
+    if why:
+        return [{**base, "op": "all", "status": "not served", "reasons": why}]
+    x, y, g_out, flat = _inputs(shape, n, dtype, device)
+    start = time.perf_counter()
+    engine = backends.bind(shape, device=device, rows=n, input_dtype=dtype, backend=name)
+    got = _ops(engine, x, y, g_out, flat)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    first_s = time.perf_counter() - start
+    oracle = backends.bind(shape, device=device, rows=n, input_dtype=dtype, options=Options("fp32"),
+                           backend="torch")  # fmt: skip
+    want = _ops(oracle, x, y, g_out, flat)
+    tol = SELF_CHECK_TOLERANCE[engine.options.precision]
+    records = []
+    for op in ("forward", "features", "loss", "gradient", "backward", "adam"):
+        err = _error(got[op], want[op])
+        status = "ok" if err <= tol else "FAIL"
+        records.append({**base, "op": op, "precision": engine.options.precision,
+                        "error": err, "tolerance": tol, "status": status})  # fmt: skip
+    nan_ok = bool(torch.isnan(got["nan_loss"]))
+    records.append({**base, "op": "nan_propagates", "status": "ok" if nan_ok else "FAIL"})
+    records.append({**base, "op": "first_call_s", "seconds": round(first_s, 2), "status": "ok"})
+    return records
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", required=True, help="where to write the records")
+    parser.add_argument("--tiny", action="store_true", help="CPU dry run at small sizes")
+    args = parser.parse_args()
+    device = torch.device("cpu" if args.tiny else "cuda")
+    shapes, n = (TINY, 300) if args.tiny else (HEADLINE, 65_536 + 17)
+    names = [b for b in backends.backend_names() if b != "torch"] + (["torch"] if args.tiny else [])
+    records = []
+    for name in names:
+        for dims, dtype in shapes:
+            try:
+                result = check(name, dims, dtype, n, device)
+            except Exception as exc:  # one failing kernel must not hide the others
+                result = [{"backend": name, "shape": list(dims), "op": "all", "status": "ERROR",
+                           "error": f"{type(exc).__name__}: {exc}",
+                           "traceback": traceback.format_exc()[-2000:]}]  # fmt: skip
+            for r in result:
+                print(json.dumps({k: v for k, v in r.items() if k != "traceback"}), flush=True)
+            records += result
+    with open(args.json, "w") as fh:
+        json.dump({"environment": environment(device), "records": records}, fh, indent=1)
+    failed = [r for r in records if r["status"] in ("FAIL", "ERROR")]
+    print(f"{len(records)} records, {len(failed)} failed; wrote {args.json}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
