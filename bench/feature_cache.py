@@ -24,7 +24,7 @@ from mgdl_fast.io.environment import environment
 from mgdl_fast.tasks.regression import RegressionObjective
 from mgdl_fast.train.cache import FeatureCache, RecomputedFeatures, freeze_grade
 from mgdl_fast.train.early_stop import ValidationSmoothing
-from mgdl_fast.train.loop import run_grade
+from mgdl_fast.train.loop import Grade, run_grade
 from mgdl_fast.train.optim import GradeOptimizer
 from mgdl_fast.train.trainer import bind_grade, grade_shapes
 
@@ -39,7 +39,7 @@ def time_grade(params0, inputs, objective, cfg, device) -> float:
     engine = bind_grade(params.shape, inputs, objective, cfg)
     objective.start_grade(engine, inputs, params)
     optimizer = GradeOptimizer(engine, cfg.optimizer, cfg.lr, params.flat.numel())
-    run_grade(4, params, inputs, objective, optimizer, cfg, rule, total_grades=4, progress=False)
+    run_grade(Grade(4, 4, params, inputs, objective, optimizer), cfg, rule)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start

@@ -14,6 +14,8 @@ run() {
   local name=$1
   shift
   echo "== $name: $*"
+  # A rerun replaces its own earlier output (fit refuses a directory that holds a run).
+  rm -rf "${OUT:?}/$name"
   { echo "\$ $*"; /usr/bin/time -f "wall %e s" "$@" --out "$OUT/$name"; } >"$OUT/$name.log" 2>&1
   tail -n 3 "$OUT/$name.log"
 }

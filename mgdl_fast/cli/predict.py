@@ -1,4 +1,4 @@
-"""``mgdl-fast predict CKPT``: render a checkpoint at any resolution."""
+"""``mgdl-fast predict CKPT``: render a checkpoint at any resolution, band by band."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io import atomic
 from ..io.checkpoint import load_checkpoint
-from ..io.images import save_png
+from ..io.render import FORMATS, check_output, render_to
 from ..train.config import resolve_device
+from ..train.progress import Progress
 
 
 def add_parser(sub) -> None:
@@ -22,14 +24,27 @@ def add_parser(sub) -> None:
         metavar=("H", "W"),
         help="output size (default: the training image's size)",
     )
-    p.add_argument("--out", help="output PNG (default: render_HxW.png beside the checkpoint)")
+    p.add_argument(
+        "--out",
+        help=f"output file, {', '.join(FORMATS)} (default: render_HxW.png beside the checkpoint)",
+    )
     p.add_argument("--npy", action="store_true", help="also save the float32 [H, W, C] array")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--backend", default=None, help="torch (or reference), triton, cuda or auto")
     p.add_argument("--chunk-size", type=int, default=1 << 16, help="pixels per forward chunk")
+    p.add_argument("--quiet", action="store_true", help="no progress")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.chunk_size < 1:
+        raise InputError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    if args.size and (args.size[0] < 1 or args.size[1] < 1):
+        raise InputError(f"--size must be positive, got {args.size[0]} x {args.size[1]}")
+    ckpt = Path(args.checkpoint)
+    folder = ckpt if ckpt.is_dir() else ckpt.parent
+    if args.out is not None:
+        check_output(Path(args.out))
     device = resolve_device(args.device)
     model, config = load_checkpoint(args.checkpoint, device=device)
     if args.size:
@@ -39,18 +54,15 @@ def run(args) -> int:
         height, width = image.get("height"), image.get("width")
         if not (height and width):
             raise InputError("the checkpoint records no image size; pass --size H W")
-    if height < 1 or width < 1:
-        raise InputError(f"--size must be positive, got {height} x {width}")
-    if args.chunk_size < 1:
-        raise InputError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if model.grades[0].shape.in_dim != 2:
         raise InputError("predict renders image models (2-d coordinate inputs) only")
-    pixels = model.render(height, width, chunk_size=args.chunk_size).cpu().numpy()
-    ckpt = Path(args.checkpoint)
-    folder = ckpt if ckpt.is_dir() else ckpt.parent
     out = Path(args.out) if args.out else folder / f"render_{height}x{width}.png"
-    save_png(out, pixels)
-    if args.npy:
-        np.save(out.with_suffix(".npy"), pixels.astype(np.float32))
+    progress = Progress(quiet=args.quiet)
+    pixels = render_to(
+        model, height, width, out, chunk_size=args.chunk_size, progress=progress,
+        backend=args.backend,
+    )  # fmt: skip
+    if args.npy and pixels is not None:
+        atomic.atomic_write(out.with_suffix(".npy"), lambda tmp: np.save(tmp, pixels))
     print(f"wrote {out} ({height}x{width}, {len(model)} grades)")
     return 0

@@ -10,9 +10,8 @@ from ..train.trainer import FitResult
 _METRICS = ("train_psnr", "val_psnr", "test_psnr", "psnr")
 
 
-def grade_line(record, grades_done: int, model_cfg) -> str:
-    """One line when a grade finishes (the only progress shown when stderr is not a terminal)."""
-    total = model_cfg.grades if model_cfg.kind == "mgdl" else 1
+def grade_line(record, grades_done: int, total: int) -> str:
+    """One line when a grade finishes (shown even with --quiet)."""
     metrics = ", ".join(
         f"{m.replace('_', ' ')} {record.final[m]:.2f} dB" for m in _METRICS if m in record.final
     )

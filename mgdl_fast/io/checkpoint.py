@@ -1,4 +1,10 @@
-"""Checkpoints: grade parameters in safetensors, the configuration beside them in JSON."""
+"""Model checkpoints: grade parameters in safetensors, the configuration beside them in JSON.
+
+Both files are written atomically (io/atomic.py). Loading refuses, with one line each: missing
+or unreadable files, another format, grades whose shapes do not chain, tensors of the wrong
+size, NaN or infinite weights, a device that is not there, and files that do not match the
+manifest of the run directory they sit in.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +17,99 @@ from safetensors.torch import load_file, save_file
 
 from ..block import BlockParams, BlockShape
 from ..errors import InputError
+from ..train.config import resolve_device
 from ..train.model import MultiGradeModel
+from . import atomic
 
 FORMAT = "mgdl_fast.checkpoint/1"
+SUFFIXES = (".safetensors", ".json")
+MANIFEST = "manifest.json"
+
+
+def checkpoint_stem(path: str | Path) -> Path:
+    """``path`` without a checkpoint suffix: ``x.safetensors`` and ``x.json`` name ``x``;
+    any other name (``x.v2``) is kept whole."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in SUFFIXES else path
+
+
+def _with(stem: Path, suffix: str) -> Path:
+    return stem.with_name(stem.name + suffix)
 
 
 def save_checkpoint(path: str | Path, model: MultiGradeModel, config: dict) -> tuple[Path, Path]:
-    """Write ``<path>.safetensors`` (tensors ``grade1``..``gradeK``) and ``<path>.json``.
-
-    ``config`` is stored in the JSON (it must be JSON-serialisable) next to each grade's shape
-    and output scale. Returns the two paths.
-    """
-    stem = Path(path).with_suffix("")
+    """Write ``<stem>.safetensors`` (tensors ``grade1``..``gradeK``) and ``<stem>.json`` (each
+    grade's shape and output scale, and ``config``, which must be JSON-serialisable; it is
+    checked before anything is written). Returns the two paths."""
+    stem = checkpoint_stem(path)
+    grades = [{**p.shape.to_dict(), "scale": s} for p, s in zip(model.grades, model.scales)]
+    try:
+        text = json.dumps({"format": FORMAT, "grades": grades, "config": config}, indent=2)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"checkpoint config is not JSON-serialisable: {exc}") from None
     tensors = {
         f"grade{k + 1}": p.flat.detach().cpu().contiguous() for k, p in enumerate(model.grades)
     }
-    grades = [{**p.shape.to_dict(), "scale": s} for p, s in zip(model.grades, model.scales)]
-    meta = {"format": FORMAT, "grades": grades, "config": config}
-    tensor_path, json_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-    save_file(tensors, str(tensor_path), metadata={"format": FORMAT})
-    json_path.write_text(json.dumps(meta, indent=2))
+    tensor_path, json_path = _with(stem, ".safetensors"), _with(stem, ".json")
+    atomic.atomic_write(
+        tensor_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    )
+    atomic.write_text(json_path, text)
     return tensor_path, json_path
+
+
+def _resolve_stem(path: Path) -> Path:
+    if path.is_dir():
+        matches = sorted(path.glob("*.safetensors"))
+        matches = [m for m in matches if not m.name.startswith("state")]
+        if len(matches) != 1:
+            raise InputError(
+                f"{path}: expected exactly one .safetensors checkpoint, found {len(matches)}"
+            )
+        return matches[0].with_suffix("")
+    return checkpoint_stem(path)
+
+
+def verify_against_manifest(files: list[Path]) -> None:
+    """When ``files`` sit in a run directory, their checksums must be those of its manifest."""
+    manifest_path = files[0].parent / MANIFEST
+    if not manifest_path.is_file():
+        return
+    try:
+        listed = json.loads(manifest_path.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read {manifest_path}: {exc}") from None
+    for path in files:
+        entry = listed.get(path.name)
+        if entry is not None and atomic.sha256(path) != entry["sha256"]:
+            raise InputError(
+                f"{path} does not match {manifest_path} (a write was interrupted or the file "
+                "was changed); resume the run to rewrite it"
+            )
+
+
+def model_from_tensors(
+    grades: list[dict], tensors: dict[str, torch.Tensor], source
+) -> MultiGradeModel:
+    """The model of ``grades`` (shape and scale each) from ``gradeK`` tensors, all checked."""
+    model = MultiGradeModel()
+    for k, grade in enumerate(grades):
+        try:
+            shape, scale = BlockShape.from_dict(grade), float(grade["scale"])
+        except (KeyError, TypeError, ValueError, InputError) as exc:
+            raise InputError(f"{source}: grade {k + 1} is malformed ({exc})") from None
+        flat = tensors.get(f"grade{k + 1}")
+        if flat is None or flat.shape != (shape.num_params,):
+            raise InputError(f"{source}: grade {k + 1} tensor missing or of wrong size")
+        if not torch.isfinite(flat).all():
+            raise InputError(f"{source}: grade {k + 1} has NaN or infinite weights")
+        try:
+            model.append(BlockParams(shape, flat.float()), scale)
+        except ValueError as exc:
+            raise InputError(f"{source}: {exc}") from None
+    if not len(model):
+        raise InputError(f"{source}: the checkpoint holds no grades")
+    return model
 
 
 def load_checkpoint(
@@ -40,43 +118,21 @@ def load_checkpoint(
     """Load a checkpoint from its ``.safetensors``/``.json`` path, stem or directory.
 
     Returns the model on ``device`` and the stored config. Raises InputError naming the problem
-    for a missing, truncated or mismatched checkpoint.
+    (see the module docstring).
     """
+    device = resolve_device(str(device))
     stem = _resolve_stem(Path(path))
-    json_path, tensor_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+    json_path, tensor_path = _with(stem, ".json"), _with(stem, ".safetensors")
     for needed in (json_path, tensor_path):
         if not needed.is_file():
             raise InputError(f"checkpoint file not found: {needed}")
+    verify_against_manifest([tensor_path, json_path])
     try:
         meta = json.loads(json_path.read_text())
-        tensors = load_file(str(tensor_path), device=str(device))
-    except (json.JSONDecodeError, SafetensorError, OSError) as exc:
+        tensors = load_file(str(tensor_path), device="cpu")
+    except (json.JSONDecodeError, SafetensorError, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read checkpoint {stem}: {str(exc).splitlines()[0]}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{json_path} is not an mgdl_fast checkpoint (format {FORMAT})")
-    model = MultiGradeModel()
-    for k, grade in enumerate(meta.get("grades", [])):
-        try:
-            shape, scale = BlockShape.from_dict(grade), float(grade["scale"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{json_path}: grade {k + 1} is malformed ({exc})") from None
-        flat = tensors.get(f"grade{k + 1}")
-        if flat is None or flat.shape != (shape.num_params,):
-            raise InputError(
-                f"checkpoint {tensor_path}: grade {k + 1} tensor missing or of wrong size"
-            )
-        model.append(BlockParams(shape, flat.float()), scale)
-    if not len(model):
-        raise InputError(f"{json_path}: the checkpoint holds no grades")
-    return model, meta.get("config", {})
-
-
-def _resolve_stem(path: Path) -> Path:
-    if path.is_dir():
-        matches = sorted(path.glob("*.safetensors"))
-        if len(matches) != 1:
-            raise InputError(
-                f"{path}: expected exactly one .safetensors checkpoint, found {len(matches)}"
-            )
-        return matches[0].with_suffix("")
-    return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    model = model_from_tensors(meta.get("grades", []), tensors, json_path)
+    return model.to(device), meta.get("config", {})

@@ -125,6 +125,12 @@ class RegressionObjective:
     def grade_scale(self) -> float:
         return 1.0
 
+    def mean_predictor_psnr(self) -> float:
+        """Train PSNR of the best constant in place of the next grade (its residual's mean)."""
+        residual = self.residual["train"].double()
+        loss = 0.5 * torch.mean((residual - residual.mean(dim=0)) ** 2).item()
+        return psnr_from_loss(loss)
+
     def absorb(self, outputs: dict[str, torch.Tensor]) -> None:
         """Subtract a frozen grade's outputs ``[N, C]`` from every split's residual."""
         for name, out in outputs.items():

@@ -100,6 +100,10 @@ class TrainConfig:
         )
         _require(self.rel_tol >= 0, f"rel_tol must be >= 0, got {self.rel_tol!r}")
         _require(
+            _is_int(self.seed) and 0 <= self.seed < 2**63,
+            f"seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}",
+        )
+        _require(
             self.init in INIT_SCHEMES, f"init must be one of {INIT_SCHEMES}, got {self.init!r}"
         )
         _require(

@@ -23,6 +23,13 @@ class ValidationSmoothing:
         self.smoothed: list[float] = []
         self.last_rel_change: float | None = None
 
+    def state_dict(self) -> dict:
+        return {"smoothed": list(self.smoothed), "last_rel_change": self.last_rel_change}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.smoothed = list(state["smoothed"])
+        self.last_rel_change = state["last_rel_change"]
+
     def is_check_epoch(self, epoch: int) -> bool:
         return (epoch if self.check_at_start else epoch + 1) % self.period == 0
 

@@ -34,9 +34,15 @@ class EpochRunner:
         self.cuda_graph = cuda_graph
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._eager_epochs = 0
+        device = params.flat.device
+        # 0 while every loss so far was finite, NaN from the first one that was not: flag +
+        # loss * 0 is NaN exactly for a NaN or infinite loss, and needs no host sync.
+        self.nonfinite = torch.zeros((), device=device)
+        self._zero = torch.zeros((), device=device)
 
     def _epoch(self) -> None:
-        self.objective.step(self.inputs, self.params, self.grad)
+        loss = self.objective.step(self.inputs, self.params, self.grad)
+        self.nonfinite.addcmul_(loss.float(), self._zero)
         self.optimizer.step(self.params, self.grad)
 
     def run(self, k: int) -> None:

@@ -1,19 +1,21 @@
 """The training loop: one for an MGDL grade, the SGDL network and an MSDL model.
 
 Full-batch epochs run in blocks between the epochs where the host has something to do (a
-record, an early-stopping check, the last epoch, or every epoch when a hook is given); within a
-block nothing is read back from the device (epochs.py). Metrics are recorded as device tensors
-and read back at check epochs, where a NaN or infinite training loss ends the grade with a
-DivergenceError.
+record, an early-stopping check, a checkpoint, the last epoch, or every epoch when a hook is
+given); within a block nothing is read back from the device (epochs.py). Every epoch folds its
+loss into a device-side flag that becomes NaN once any loss is not finite; the flag is read at
+each record epoch, so divergence ends the grade within ``record_every`` epochs (DivergenceError).
+Metrics are recorded as device tensors and read back at check epochs, checkpoints and when a
+progress line is due.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from tqdm.auto import tqdm
 
 from ..block import FlatParams
 from ..errors import DivergenceError
@@ -23,6 +25,8 @@ from .early_stop import ValidationSmoothing
 from .epochs import EpochRunner
 from .history import MetricLog
 from .optim import GradeOptimizer
+from .progress import Progress
+from .state import Checkpointer, GradeProgress, Interrupted
 
 
 class GradeHook(Protocol):
@@ -37,79 +41,157 @@ class GradeHook(Protocol):
 
 @dataclass
 class GradeRun:
-    """What one grade's loop did: the metric log, epochs run and why it stopped."""
+    """What one grade's loop did: the metric log, epochs run, why it stopped and its time
+    (including the time spent before a resume)."""
 
     log: MetricLog
     epochs: int
     stop_reason: str
+    elapsed_s: float
+
+
+@dataclass
+class Grade:
+    """One grade to train: its number, parameters, inputs, objective and optimizer."""
+
+    number: int
+    total: int
+    params: FlatParams
+    inputs: Any
+    objective: Any
+    optimizer: GradeOptimizer
+    label: str = "grade"
 
 
 def run_grade(
-    grade: int,
-    params: FlatParams,
-    inputs,
-    objective,
-    optimizer: GradeOptimizer,
+    grade: Grade,
     cfg: TrainConfig,
     stop_rule: ValidationSmoothing,
     *,
-    total_grades: int,
-    progress: bool,
+    progress: Progress | None = None,
     cuda_graph: bool = False,
     hook: GradeHook | None = None,
-    label: str = "grade",
+    checkpointer: Checkpointer | None = None,
+    save: Callable[[GradeProgress], None] | None = None,
+    start: GradeProgress | None = None,
 ) -> GradeRun:
-    """Train ``params`` in place for up to ``cfg.epochs`` full-batch epochs.
-
-    Records ``objective.record`` every ``cfg.record_every`` epochs (the test split every
-    ``cfg.test_every``), checks ``stop_rule`` at its check epochs when early stopping is on, and
-    raises DivergenceError when a recorded training loss is NaN or infinite.
+    """Train ``grade.params`` in place for up to ``cfg.epochs`` full-batch epochs, from
+    ``start`` when resuming. Records ``objective.record`` every ``cfg.record_every`` epochs (the
+    test split every ``cfg.test_every``), checks ``stop_rule`` at its check epochs when early
+    stopping is on, hands its progress to ``save`` when ``checkpointer`` says it is due, and
+    raises DivergenceError (a loss is NaN or infinite) or Interrupted (a signal, after saving).
     """
-    grad = params.zeros_like()
-    runner = EpochRunner(objective, optimizer, inputs, params, grad, cuda_graph=cuda_graph)
-    log, reason, epoch, last = MetricLog(), "max_epochs", 0, cfg.epochs - 1
-    # disable=None: tqdm shows the bar on a terminal only (redrawn bars flood log files).
-    with tqdm(
-        total=cfg.epochs,
-        desc=f"{label} {grade}/{total_grades}",
-        unit="ep",
-        disable=None if progress else True,
-        dynamic_ncols=True,
-    ) as bar:
-        while epoch <= last:
-            if hook is not None and (stop := hook(grade, epoch, params, inputs, objective)):
-                reason = stop
-                break
-            block_end = epoch if hook is not None else _next_event(epoch, last, cfg, stop_rule)
-            runner.run(block_end - epoch + 1)
-            bar.update(block_end - epoch + 1)
-            epoch = block_end
-            if epoch % cfg.record_every == 0:
-                with_test = epoch % cfg.test_every == 0
-                for name, value in objective.record(inputs, params, with_test=with_test).items():
-                    log.add(name, epoch, value)
-            check = stop_rule.is_check_epoch(epoch)
-            if check or epoch == last:
-                log.flush()
-                _raise_if_diverged(grade, log)
-                bar.set_postfix(objective.postfix(log))
-                if check and cfg.early_stopping and stop_rule.should_stop(log.values("val_loss")):
+    if (checkpointer is None) != (save is None):
+        raise ValueError("pass both checkpointer and save, or neither")
+    return _Loop(grade, cfg, stop_rule, progress, cuda_graph, hook, checkpointer, save, start).run()
+
+
+class _Loop:
+    def __init__(
+        self, grade, cfg, stop_rule, progress, cuda_graph, hook, checkpointer, save, start
+    ):
+        self.g, self.cfg, self.stop_rule, self.hook = grade, cfg, stop_rule, hook
+        self.progress = progress or Progress(quiet=True)
+        self.checkpointer, self.save = checkpointer, save
+        grad = grade.params.zeros_like()
+        self.runner = EpochRunner(
+            grade.objective, grade.optimizer, grade.inputs, grade.params, grad,
+            cuda_graph=cuda_graph,
+        )  # fmt: skip
+        self.log, self.epoch, self.before_s = MetricLog(), 0, 0.0
+        self.retries: list[dict] = []
+        if start is not None:
+            self.log = MetricLog(start.series)
+            self.epoch, self.before_s, self.retries = (
+                start.epoch + 1,
+                start.elapsed_s,
+                start.retries,
+            )
+            stop_rule.load_state_dict(start.stop_rule)
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.before_s + time.monotonic() - self.started
+
+    def run(self) -> GradeRun:
+        cfg, last, reason = self.cfg, self.cfg.epochs - 1, "max_epochs"
+        label = f"{self.g.label} {self.g.number}/{self.g.total}"
+        self.progress.start(label, cfg.epochs, self.epoch)
+        try:
+            while self.epoch <= last:
+                if self.hook is not None:
+                    stop = self.hook(self.g.number, self.epoch, self.g.params, self.g.inputs,
+                                     self.g.objective)  # fmt: skip
+                    if stop:
+                        reason = stop
+                        break
+                end = self.epoch if self.hook is not None else self._next_event(last)
+                self.runner.run(end - self.epoch + 1)
+                self.progress.advance(end - self.epoch + 1)
+                self.epoch = end
+                if self._events(last):
                     reason = "early_stopping"
-                    epoch += 1
+                    self.epoch += 1
                     break
-            epoch += 1
-        log.flush()
-    return GradeRun(log, epoch, reason)
+                self.epoch += 1
+            self._flush()
+        finally:
+            self.progress.finish()
+        return GradeRun(self.log, self.epoch, reason, self.elapsed())
 
+    def _next_event(self, last: int) -> int:
+        """The first epoch >= the current one after which the host has something to do."""
+        every = self.cfg.record_every
+        candidates = [-(-self.epoch // every) * every, self.stop_rule.next_check_epoch(self.epoch)]
+        if self.checkpointer is not None and self.checkpointer.next_epoch(self.epoch) is not None:
+            candidates.append(self.checkpointer.next_epoch(self.epoch))
+        return min(*candidates, last)
 
-def _next_event(epoch: int, last: int, cfg: TrainConfig, stop_rule: ValidationSmoothing) -> int:
-    """The first epoch >= ``epoch`` after which the host records, checks or stops."""
-    record = -(-epoch // cfg.record_every) * cfg.record_every
-    return min(record, stop_rule.next_check_epoch(epoch), last)
+    def _events(self, last: int) -> bool:
+        """The host's work after epoch ``self.epoch``; True when early stopping ends the grade."""
+        epoch, cfg = self.epoch, self.cfg
+        if epoch % cfg.record_every == 0:
+            with_test = epoch % cfg.test_every == 0
+            values = self.g.objective.record(self.g.inputs, self.g.params, with_test=with_test)
+            for name, value in values.items():
+                self.log.add(name, epoch, value)
+            flag = self.runner.nonfinite.item()
+            if not math.isfinite(flag):
+                raise DivergenceError(self.g.number, epoch, flag)
+        check = self.stop_rule.is_check_epoch(epoch)
+        saving = self.checkpointer is not None and self.checkpointer.due(epoch)
+        if check or epoch == last or saving or self.progress.due():
+            self._flush()
+        if saving:
+            self._save()
+        return (
+            check and cfg.early_stopping and self.stop_rule.should_stop(self.log.values("val_loss"))
+        )
 
+    def _flush(self) -> None:
+        entries = self.log.flush()
+        if entries:
+            self.progress.records(self.g.number, entries)
+            self.progress.show(self.g.objective.postfix(self.log))
 
-def _raise_if_diverged(grade: int, log: MetricLog) -> None:
-    epochs, losses = log.series.get("train_loss", ([], []))
-    for epoch, loss in zip(epochs, losses):
-        if not math.isfinite(loss):
-            raise DivergenceError(grade, epoch, loss)
+    def _save(self) -> None:
+        checkpointer, save = self.checkpointer, self.save
+        assert checkpointer is not None and save is not None
+        g = self.g
+        save(
+            GradeProgress(
+                grade=g.number,
+                epoch=self.epoch,
+                params=g.params.flat,
+                optimizer=g.optimizer.state.state_dict(),
+                stop_rule=self.stop_rule.state_dict(),
+                series=self.log.series,
+                elapsed_s=self.elapsed(),
+                lr=g.optimizer.lr,
+                retries=self.retries,
+            )
+        )
+        checkpointer.saved()
+        self.progress.event("checkpoint", grade=g.number, epoch=self.epoch)
+        if checkpointer.interrupted is not None:
+            raise Interrupted(checkpointer.interrupted, g.number, self.epoch)

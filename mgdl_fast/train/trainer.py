@@ -2,28 +2,38 @@
 
 Each grade binds its backend once (``mgdl_fast.backends.bind``): the objective's steps, the
 optimizer updates and the freezing forward all run on that one engine, recorded per grade in
-``GradeRecord.backend``.
+``GradeRecord.backend``. A run resumes from a ``TrainingState`` (finished grades, and the grade
+in progress exactly where it was saved) and, with ``on_diverge="retry"``, retrains a grade
+whose loss became NaN or infinite at half the learning rate, a bounded number of times.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from ..backends import bind
 from ..backends.engine import Engine
 from ..block import BlockParams, BlockShape
-from ..errors import DivergenceError
+from ..errors import DivergenceError, InputError
 from .cache import FeatureCache, RecomputedFeatures, freeze_grade
 from .config import ModelConfig, TrainConfig
 from .early_stop import ValidationSmoothing
+from .health import grade_health
 from .history import GradeRecord
-from .loop import GradeHook, run_grade
+from .loop import Grade, GradeHook, run_grade
 from .model import MultiGradeModel
 from .optim import GradeOptimizer
+from .progress import Progress
+from .state import Checkpointer, GradeProgress, Interrupted, TrainingState
+
+ON_DIVERGE = ("stop", "retry")
+MAX_RETRIES = 3
+_log = logging.getLogger("mgdl_fast")
 
 
 @dataclass
@@ -34,6 +44,7 @@ class FitResult:
     records: list[GradeRecord] = field(default_factory=list)
     backends: dict[str, str] = field(default_factory=dict)
     diverged: DivergenceError | None = None
+    interrupted: Interrupted | None = None
 
 
 def grade_shapes(model_cfg: ModelConfig, in_dim: int, out_dim: int) -> list[BlockShape]:
@@ -69,102 +80,182 @@ def use_cuda_graph(engine: Engine, objective, cfg: TrainConfig, hook) -> bool:
     return possible and engine.device.type == "cuda" and cfg.cuda_graph is not False
 
 
+def objective_state(objective) -> dict[str, torch.Tensor]:
+    """A copy of the objective's own state (the TV variable ``u``; empty for regression)."""
+    state: dict[str, torch.Tensor] = getattr(objective, "state_dict", dict)()
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
 def fit(
     task,
     objective,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     *,
-    progress: bool = True,
+    progress: Progress | bool = True,
     on_grade_end: Callable[[FitResult], None] | None = None,
-    resume: MultiGradeModel | None = None,
-    resume_records: list[GradeRecord] | None = None,
+    resume: TrainingState | None = None,
     hook: GradeHook | None = None,
+    checkpointer: Checkpointer | None = None,
+    on_diverge: str = "stop",
 ) -> FitResult:
     """Train ``model_cfg``'s grades one after another on ``task`` with ``objective``.
 
     Each grade trains on the cached last-hidden features of the previous one (coordinates for
     grade 1), is frozen, and its outputs are absorbed into the objective's residuals; then its
-    own features replace the cache. ``resume`` continues after the grades of an earlier run
-    (their features are computed once). A diverging grade ends training: the result keeps the
-    grades before it and carries the error in ``diverged``. ``on_grade_end`` is called after
-    every grade with the result so far (for outputs and checkpoints); ``hook`` runs before every
+    own features replace the cache. ``resume`` continues a saved run: its finished grades are
+    frozen again (their features computed once) and its grade in progress continues from its
+    saved epoch. A diverging grade ends training (``diverged``; the earlier grades are kept)
+    unless ``on_diverge`` is "retry"; a signal caught by ``checkpointer`` ends it after saving
+    (``interrupted``). ``on_grade_end`` is called after every grade with the
+    result so far; ``checkpointer`` saves the grade in progress; ``hook`` runs before every
     optimizer step (see GradeHook).
     """
-    device = train_cfg.torch_device()
+    if on_diverge not in ON_DIVERGE:
+        raise InputError(f"on_diverge must be one of {ON_DIVERGE}, got {on_diverge!r}")
+    if not isinstance(progress, Progress):
+        progress = Progress(quiet=not progress)
     shapes = grade_shapes(model_cfg, task.in_dim, task.out_dim)
     coords = {name: task.splits[name].x for name in objective.splits}
-    feature_dtype = train_cfg.feature_dtype(device)
-    result = FitResult(MultiGradeModel(), list(resume_records or []))
+    feature_dtype = train_cfg.feature_dtype(train_cfg.torch_device())
+    result = FitResult(MultiGradeModel(), list(resume.records) if resume else [])
     inputs: FeatureCache | RecomputedFeatures = (
         FeatureCache(coords)
         if train_cfg.feature_cache
         else RecomputedFeatures(coords, feature_dtype)
     )
-    for params, scale in zip(resume.grades, resume.scales) if resume is not None else ():
+    for params, scale in zip(resume.model.grades, resume.model.scales) if resume else ():
         engine = bind_grade(params.shape, inputs, objective, train_cfg)
-        inputs = _freeze(result, engine, params, scale, inputs, objective, train_cfg)
-
+        inputs, _ = _freeze(result, engine, params, scale, inputs, objective, feature_dtype)
+    if resume is not None and resume.objective:
+        objective.load_state_dict(resume.objective)
+    if resume is not None and resume.rng is not None:
+        torch.set_rng_state(resume.rng)
+    start = resume.current if resume is not None else None
     for k in range(len(result.model), len(shapes)):
-        start = time.perf_counter()
-        params = BlockParams.init(
-            shapes[k], seed=train_cfg.seed, device=device, scheme=train_cfg.init
-        )
-        engine = bind_grade(shapes[k], inputs, objective, train_cfg)
-        objective.start_grade(engine, inputs, params)
-        optimizer = GradeOptimizer(engine, train_cfg.optimizer, train_cfg.lr, params.flat.numel())
-        stop_rule = ValidationSmoothing(
-            train_cfg.record_every,
-            train_cfg.smooth_window,
-            train_cfg.rel_tol,
-            check_at_start=model_cfg.kind == "sgdl",
-        )
-        graph = use_cuda_graph(engine, objective, train_cfg, hook)
+        trainer = _GradeTrainer(k + 1, shapes, inputs, objective, model_cfg, train_cfg, result)
         try:
-            run = run_grade(
-                k + 1, params, inputs, objective, optimizer, train_cfg, stop_rule,
-                total_grades=len(shapes), progress=progress, cuda_graph=graph, hook=hook,
-            )  # fmt: skip
+            inputs = trainer.train(start, progress, hook, checkpointer, on_diverge)
         except DivergenceError as exc:
             result.diverged = exc
             break
-        ops = {op: engine.backend for op in (*objective.ops, "update", "freeze")}
-        result.backends.update(ops)
-        inputs = _freeze(result, engine, params, None, inputs, objective, train_cfg)
-        result.records.append(
-            GradeRecord(
-                grade=k + 1,
-                shape=shapes[k].to_dict(),
-                epochs_run=run.epochs,
-                stop_reason=run.stop_reason,
-                time_s=time.perf_counter() - start,
-                curves={name: {"epoch": e, "value": v} for name, (e, v) in run.log.series.items()},
-                final=objective.final_metrics(),
-                backend={**engine.describe(), "ops": ops, "cuda_graph": graph},
-            )
-        )
+        except Interrupted as exc:
+            result.interrupted = exc
+            break
+        start = None
         if on_grade_end is not None:
             on_grade_end(result)
     return result
 
 
-def _freeze(result, engine, params, scale, inputs, objective, train_cfg):
+class _GradeTrainer:
+    """Trains, freezes and records one grade (with its retries)."""
+
+    def __init__(self, number, shapes, inputs, objective, model_cfg, train_cfg, result):
+        self.number, self.shape, self.total = number, shapes[number - 1], len(shapes)
+        self.inputs, self.objective, self.result = inputs, objective, result
+        self.model_cfg, self.cfg = model_cfg, train_cfg
+
+    def train(self, start, progress, hook, checkpointer, on_diverge):
+        cfg, objective = self.cfg, self.objective
+        lr, retries = (start.lr, list(start.retries)) if start else (cfg.lr, [])
+        at_start = objective_state(objective)
+        begun, before_s = time.perf_counter(), start.elapsed_s if start else 0.0
+        while True:
+            try:
+                run, engine, params, graph = self._attempt(
+                    start, lr, retries, progress, hook, checkpointer
+                )
+                break
+            except DivergenceError as exc:
+                if on_diverge != "retry" or len(retries) >= MAX_RETRIES:
+                    raise
+                retries.append({"lr": lr, "epoch": exc.epoch, "loss": exc.loss})
+                _log.warning("%s; retrying grade %d at lr %g", exc, self.number, lr / 2)
+                progress.event("retry", grade=self.number, lr=lr / 2, reason=str(exc))
+                lr, start = lr / 2, None
+                if at_start:
+                    objective.load_state_dict(at_start)
+        ops = {op: engine.backend for op in (*objective.ops, "update", "freeze")}
+        self.result.backends.update(ops)
+        baseline = getattr(objective, "mean_predictor_psnr", lambda: None)()
+        feature_dtype = cfg.feature_dtype(params.flat.device)
+        inputs, features = _freeze(
+            self.result, engine, params, None, self.inputs, objective, feature_dtype
+        )
+        final = objective.final_metrics()
+        health = grade_health(self.number, features, baseline, final)
+        self.result.records.append(
+            GradeRecord(
+                grade=self.number,
+                shape=self.shape.to_dict(),
+                epochs_run=run.epochs,
+                stop_reason=run.stop_reason,
+                time_s=before_s + time.perf_counter() - begun,
+                curves={name: {"epoch": e, "value": v} for name, (e, v) in run.log.series.items()},
+                final=final,
+                backend={**engine.describe(), "ops": ops, "cuda_graph": graph},
+                settings={"lr": lr, "optimizer": cfg.optimizer, "epochs": cfg.epochs},
+                retries=retries,
+                health=health,
+            )
+        )
+        progress.event("grade_end", grade=self.number, **{k: v for k, v in final.items()})
+        return inputs
+
+    def _attempt(self, start: GradeProgress | None, lr, retries, progress, hook, checkpointer):
+        cfg, objective = self.cfg, self.objective
+        device = cfg.torch_device()
+        params = BlockParams.init(self.shape, seed=cfg.seed, device=device, scheme=cfg.init)
+        if start is not None:
+            params.flat.copy_(start.params)
+        engine = bind_grade(self.shape, self.inputs, objective, cfg)
+        objective.start_grade(engine, self.inputs, params)
+        optimizer = GradeOptimizer(engine, cfg.optimizer, lr, params.flat.numel())
+        if start is not None:
+            optimizer.state.load_state_dict(start.optimizer)
+        stop_rule = ValidationSmoothing(
+            cfg.record_every, cfg.smooth_window, cfg.rel_tol,
+            check_at_start=self.model_cfg.kind == "sgdl",
+        )  # fmt: skip
+        graph = use_cuda_graph(engine, objective, cfg, hook)
+        grade = Grade(self.number, self.total, params, self.inputs, objective, optimizer)
+        if start is not None:
+            start = replace(start, retries=retries)
+
+        def save(progress: GradeProgress) -> None:
+            """The grade in progress with the finished grades around it."""
+            assert checkpointer is not None
+            state = TrainingState(
+                self.result.model, self.result.records, progress, objective_state(objective),
+                torch.get_rng_state(),
+            )  # fmt: skip
+            checkpointer.save(state)
+
+        run = run_grade(
+            grade, cfg, stop_rule, progress=progress, cuda_graph=graph, hook=hook,
+            checkpointer=checkpointer, save=save if checkpointer is not None else None,
+            start=start,
+        )  # fmt: skip
+        return run, engine, params, graph
+
+
+def _freeze(result, engine, params, scale, inputs, objective, feature_dtype):
     """Freeze a trained grade: one chunked forward over every split gives its outputs (absorbed
     by the objective) and features (the next grade's inputs, replacing the previous cache).
-    ``scale`` None means the objective's scale for a grade just trained. Returns the new inputs.
-    """
+    ``scale`` None means the objective's scale for a grade just trained. Returns the new inputs
+    and the grade's train-split features ``[N, W]`` (for its health record)."""
     device = params.flat.device
-    new_inputs, outputs = freeze_grade(
-        engine, params, inputs, objective.splits, train_cfg.feature_dtype(device)
-    )
+    new_inputs, outputs = freeze_grade(engine, params, inputs, objective.splits, feature_dtype)
     objective.absorb(outputs)
     result.model.append(params, objective.grade_scale() if scale is None else scale)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    features = new_inputs.get("train")
     if isinstance(inputs, RecomputedFeatures):
         # Without the cache, later grades recompute their inputs through the frozen grades.
         new_inputs.release()
         inputs.add_grade(params, engine)
-        return inputs
+        return inputs, features
     inputs.release()
-    return new_inputs
+    return new_inputs, features

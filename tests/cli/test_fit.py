@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import imageio.v3 as iio
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from mgdl_fast.cli import main
-from mgdl_fast.io.rundir import RunWriter
+from mgdl_fast.train.progress import Progress
 
 from ..helpers import run_cli
 
@@ -71,26 +73,31 @@ def test_sgdl_from_the_cli(tiny_png, tmp_path, capsys):
     assert len(metrics["grades"]) == 1 and metrics["grades"][0]["shape"]["hidden_layers"] == 4
 
 
-def test_interrupted_run_resumes_after_its_last_grade(tiny_png, tmp_path, capsys, monkeypatch):
-    out = tmp_path / "run"
-    original = RunWriter.grade_done
+def test_a_signal_saves_the_grade_in_progress_and_resume_is_exact(
+    tiny_png, tmp_path, capsys, monkeypatch
+):
+    """SIGINT mid-grade: saved at the next block, exit 130; --resume continues bit for bit."""
+    args = ["fit", tiny_png, *TINY, "--checkpoint-every", "1000"]
+    assert run_cli([*args, "--out", tmp_path / "full"], capsys)[0] == 0
+    advance, sent = Progress.advance, []
 
-    def stop_after_first(self, result, reconstruction):
-        original(self, result, reconstruction)
-        raise KeyboardInterrupt
+    def signal_once(self, epochs):
+        advance(self, epochs)
+        if self._done >= 12 and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(RunWriter, "grade_done", stop_after_first)
-    code, _, err = run_cli(["fit", tiny_png, "--out", out, *TINY], capsys)
-    assert code == 130 and "interrupted" in err
-    first = load_file(str(out / "model.safetensors"))
-    assert set(first) == {"grade1"}
-
-    monkeypatch.setattr(RunWriter, "grade_done", original)
-    code, _, err = run_cli(["fit", "--out", out, "--resume", "--quiet"], capsys)
-    assert code == 0 and "resuming" in err
-    final = load_file(str(out / "model.safetensors"))
-    assert set(final) == {"grade1", "grade2"} and torch.equal(final["grade1"], first["grade1"])
-    assert len(json.loads((out / "metrics.json").read_text())["grades"]) == 2
+    with monkeypatch.context() as patch:
+        patch.setattr(Progress, "advance", signal_once)
+        code, _, err = run_cli([*args, "--out", tmp_path / "cut"], capsys)
+    assert code == 130 and "interrupted by SIGINT in grade 1" in err and "--resume" in err
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["status"] == "interrupted"
+    code, _, err = run_cli(["fit", "--out", tmp_path / "cut", "--resume", "--quiet"], capsys)
+    assert code == 0 and "resuming" in err and "in grade 1 after epoch" in err
+    full = load_file(str(tmp_path / "full" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert set(full) == set(resumed) == {"grade1", "grade2"}
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
 
 
 def test_conversions_are_announced(tmp_path, capsys):

@@ -12,6 +12,7 @@ from mgdl_fast.errors import InputError
 from mgdl_fast.tasks.regression import RegressionObjective
 from mgdl_fast.train.cache import FeatureCache, freeze_grade
 from mgdl_fast.train.early_stop import ValidationSmoothing
+from mgdl_fast.train.state import TrainingState
 from mgdl_fast.train.trainer import grade_shapes
 
 from ..helpers import quick_train, small_camera, tiny_model
@@ -111,14 +112,8 @@ def test_sgdl_is_one_deep_block_trained_end_to_end(image):
 
 def test_resume_continues_after_the_last_grade(image):
     _, _, full = _fit(image, tiny_model(grades=3), quick_train(epochs=30))
-    partial_model = type(full.model)(full.model.grades[:1])
-    _, _, resumed = _fit(
-        image,
-        tiny_model(grades=3),
-        quick_train(epochs=30),
-        resume=partial_model,
-        resume_records=full.records[:1],
-    )
+    partial = TrainingState(type(full.model)(full.model.grades[:1]), full.records[:1])
+    _, _, resumed = _fit(image, tiny_model(grades=3), quick_train(epochs=30), resume=partial)
     assert len(resumed.model) == 3 and len(resumed.records) == 3
     for a, b in zip(full.model.grades, resumed.model.grades):
         torch.testing.assert_close(a.flat, b.flat, rtol=1e-5, atol=1e-7)

@@ -23,8 +23,9 @@ from ...train.cache import FeatureCache
 from ...train.config import TrainConfig
 from ...train.early_stop import ValidationSmoothing
 from ...train.history import GradeRecord
-from ...train.loop import run_grade
+from ...train.loop import Grade, run_grade
 from ...train.optim import GradeOptimizer
+from ...train.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,8 @@ def fit_msdl(
     rule = ValidationSmoothing(train_cfg.record_every, train_cfg.smooth_window, train_cfg.rel_tol)
     start, diverged = time.perf_counter(), None
     try:
-        run = run_grade(
-            1, params, inputs, objective, optimizer, train_cfg, rule,
-            total_grades=1, progress=progress, label="msdl",
-        )  # fmt: skip
+        grade = Grade(1, 1, params, inputs, objective, optimizer, label="msdl")
+        run = run_grade(grade, train_cfg, rule, progress=Progress(quiet=not progress))
         epochs, reason, curves = run.epochs, run.stop_reason, run.log.series
     except DivergenceError as exc:
         diverged, epochs, reason, curves = exc, exc.epoch, "diverged", {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .defaults import DEFAULTS, EPOCHS, RESTORE_TASKS, STATE_FILE, defaults, task_config
+from .defaults import DEFAULTS, EPOCHS, RESTORE_TASKS, defaults, task_config
 from .objective import TVObjective
 from .observation import InverseTask
 
@@ -16,7 +16,6 @@ __all__ = [
     "DEFAULTS",
     "EPOCHS",
     "RESTORE_TASKS",
-    "STATE_FILE",
     "InverseTask",
     "TVObjective",
     "defaults",

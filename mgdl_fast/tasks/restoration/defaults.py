@@ -9,7 +9,6 @@ from ...errors import InputError
 from .operators import kernel_size
 
 RESTORE_TASKS = ("denoise", "deblur")
-STATE_FILE = "objective_state.npz"
 
 # (lr, beta, lambda) the authors selected on butterfly (PROTOCOL 3.5): denoise at noise 10/255,
 # deblur at blur sigma 3 with noise 3/255. Every other image and level uses them too.

@@ -12,14 +12,13 @@ the observation (1 for grade 1), stored as the grade's output scale in the model
 with ``K`` the blur (identity for denoising) and ``D`` the forward-difference TV operator. Each
 step: one block forward, ``u <- prox(u, D pred)`` at the current parameters, dL/dpred by torch
 autograd in image space, then the block backward from ``dL/dout = s_k dL/dpred``. ``u`` is
-carried across grades; it cannot be recomputed from the model, so ``save_state`` /
-``load_state`` keep it for ``--resume``.
+carried across grades; it cannot be recomputed from the model, so ``state_dict`` /
+``load_state_dict`` keep it in the run's checkpoint for ``--resume``.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -152,23 +151,15 @@ class TVObjective:
         """The accumulated image ``[H, W, C]`` (float32, unclipped)."""
         return self.acc.permute(1, 2, 0).cpu().numpy()
 
-    def save_state(self, path: str | Path) -> None:
-        """Write ``u`` after the latest grade (what --resume cannot recompute) as ``.npz``."""
-        np.savez(path, u=self.u.cpu().numpy(), grades=self.grades)
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What a resumed run cannot recompute from the frozen grades: ``u [C, 2H, W]``."""
+        return {"u": self.u}
 
-    def load_state(self, path: str | Path, grades: int) -> None:
-        """Restore ``u`` saved after ``grades`` grades; refuses a missing or mismatched file."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"--resume: {path} is missing; the TV variable u cannot be recovered")
-        try:
-            with np.load(path) as state:
-                u, saved = state["u"], int(state["grades"])
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"--resume: cannot read {path}: {exc}") from None
-        if saved != grades or u.shape != tuple(self.u.shape):
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore ``u``; refuses one of another shape (a checkpoint of another image)."""
+        u = state["u"]
+        if tuple(u.shape) != tuple(self.u.shape):
             raise InputError(
-                f"--resume: {path} holds u after {saved} grades of shape {u.shape}; the "
-                f"checkpoint has {grades} grades and u must be {tuple(self.u.shape)}"
+                f"saved TV variable u is {list(u.shape)}, this image needs {list(self.u.shape)}"
             )
-        self.u = torch.from_numpy(u).to(self.u.device)
+        self.u = u.to(self.u.device).clone()

@@ -1,0 +1,213 @@
+"""The fit command's configuration: a new run's from its options and the task defaults, and a
+resumed run's from its saved one, with the rules of what ``--resume`` may change.
+
+Resume rules: options that would change finished grades (the task, model, width, layers,
+seed, inputs, observation, record cadence, early stopping, feature cache) are refused when
+they differ from the run's; ``--grades`` may grow the run; ``--lr``, ``--epochs`` and
+``--optimizer`` apply from the grade in progress on (a note says so); device, backend,
+precision, CUDA graphs, checkpoints, divergence handling and output options are free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..io.images import Image, default_image, load_image
+from ..tasks import TASKS, fit_defaults, restoration
+from ..train import ModelConfig, TrainConfig
+
+DEFAULT_IMAGE = "skimage.data.camera()"
+# Option (argparse dest) -> where it lives in the config, for the options --resume may not
+# change; the value a flag stores is mapped by FLAG_VALUES.
+FIXED = {
+    "task": ("task", "name"),
+    "model": ("model", "kind"),
+    "width": ("model", "width"),
+    "layers": ("model", "layers"),
+    "seed": ("train", "seed"),
+    "cache_dtype": ("train", "cache_dtype"),
+    "no_feature_cache": ("train", "feature_cache"),
+    "record_every": ("train", "record_every"),
+    "test_every": ("train", "test_every"),
+    "no_early_stop": ("train", "early_stopping"),
+    "noise": ("task", "noise_255"),
+    "blur": ("task", "blur"),
+    "beta": ("task", "beta"),
+    "lam": ("task", "lambda"),
+    "noise_seed": ("task", "noise_seed"),
+    "crop": ("image", "crop"),
+}
+LATER_GRADES = {"lr": "lr", "epochs": "epochs", "optimizer": "optimizer"}
+# Chosen afresh by every invocation (not inherited from the saved run).
+FREE = ("device", "backend", "precision", "deterministic", "cuda_graph")
+
+
+def option_name(dest: str) -> str:
+    return "--" + {"lam": "lambda"}.get(dest, dest).replace("_", "-")
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
+def task_config(args) -> dict:
+    """``config['task']``: the restoration settings (authors' defaults filled in), refused for
+    other tasks."""
+    task = _given(args.task, "regression")
+    given = [
+        option_name(name)
+        for name in ("noise", "blur", "beta", "lam", "noise_seed")
+        if getattr(args, name) is not None
+    ]
+    if task not in restoration.RESTORE_TASKS:
+        if given:
+            raise InputError(f"{', '.join(given)} apply to --task denoise or deblur only")
+        return {"name": task}
+    return restoration.task_config(
+        task,
+        _given(args.model, "mgdl"),
+        noise_255=args.noise,
+        blur=args.blur,
+        beta=args.beta,
+        lam=args.lam,
+        noise_seed=_given(args.noise_seed, 0),
+    )
+
+
+def config_from_args(args) -> dict:
+    """A new run's full configuration (validated) from the options and the task defaults."""
+    device = TrainConfig(device=_given(args.device, "auto")).torch_device()
+    preset = _given(args.preset, "auto")
+    if preset == "auto":
+        preset = "paper" if device.type == "cuda" else "quick"
+    task = task_config(args)
+    defaults = fit_defaults(task["name"], _given(args.model, "mgdl"), preset)
+    record_every = _given(args.record_every, defaults["record_every"])
+    model = ModelConfig(
+        kind=_given(args.model, "mgdl"),
+        grades=_given(args.grades, 4),
+        width=_given(args.width, 128),
+        layers=_given(args.layers, defaults["layers"]),
+    )
+    cache_dtype = _given(args.cache_dtype, "auto")
+    if cache_dtype == "auto" and defaults["cache_dtype"] != "auto":
+        cache_dtype = defaults["cache_dtype"]
+    train = TrainConfig(
+        epochs=_given(args.epochs, defaults["epochs"]),
+        lr=_given(args.lr, defaults["lr"]),
+        optimizer=_given(args.optimizer, "adam"),
+        early_stopping=defaults["early_stopping"] and not args.no_early_stop,
+        record_every=record_every,
+        test_every=_given(args.test_every, defaults["test_every"] or record_every),
+        seed=_given(args.seed, 0),
+        device=_given(args.device, "auto"),
+        backend=args.backend,
+        precision=args.precision,
+        deterministic=False if args.nondeterministic else None,
+        cuda_graph=False if args.no_cuda_graph else None,
+        cache_dtype=cache_dtype,
+        feature_cache=not args.no_feature_cache,
+    )
+    return {
+        "task": task,
+        "preset": preset,
+        "model": model.to_dict(),
+        "train": train.to_dict(),
+        "image": {"source": args.image or DEFAULT_IMAGE, "crop": args.crop},
+    }
+
+
+def _lookup(config: dict, where: tuple[str, ...]):
+    value: Any = config
+    for key in where:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def resumed_config(args, saved: dict, finished: int) -> tuple[dict, list[str]]:
+    """The saved config with what ``--resume`` may change applied; returns it and the notes
+    to print. Refuses (one line naming them) options that would change finished grades."""
+    candidate = config_from_args(args)
+    changed = []
+    for dest, where in FIXED.items():
+        value = getattr(args, dest, None)
+        if value is None or value is False:
+            continue
+        old, new = _lookup(saved, where), _lookup(candidate, where)
+        if old != new:
+            changed.append(f"{option_name(dest)} ({old} -> {new})")
+    if changed:
+        raise InputError(
+            f"--resume cannot change {', '.join(changed)}: that would change the grades already "
+            "trained; start a new run (another --out, or --overwrite)"
+        )
+    config, notes = {k: (dict(v) if isinstance(v, dict) else v) for k, v in saved.items()}, []
+    if args.grades is not None:
+        if args.grades < finished:
+            raise InputError(
+                f"--grades {args.grades} is below the {finished} grades already trained"
+            )
+        config["model"]["grades"] = args.grades
+    for dest, key in LATER_GRADES.items():
+        value = getattr(args, dest)
+        if value is not None and value != saved["train"][key]:
+            config["train"][key] = candidate["train"][key]
+            notes.append(f"{option_name(dest)} {value} applies from grade {finished + 1} on")
+    for key in FREE:
+        config["train"][key] = candidate["train"][key]
+    return config, notes
+
+
+def pixels_hash(image: Image) -> str:
+    digest = hashlib.sha256(str(image.pixels.shape).encode())
+    digest.update(image.pixels.tobytes())
+    return digest.hexdigest()
+
+
+def describe_image(image: Image, source: str, run_dir: Path) -> dict:
+    """The image part of a config: where it came from (as given, absolute, and relative to the
+    run directory) and the content hash that identifies it on resume."""
+    info = {"source": source, "sha256": pixels_hash(image)}
+    if source != DEFAULT_IMAGE:
+        path = Path(source).resolve()
+        info |= {"path": str(path), "path_from_run": os.path.relpath(path, run_dir.resolve())}
+    return info
+
+
+def load_run_image(saved: dict, given: str | None, run_dir: Path) -> Image:
+    """The image of a resumed run: ``given`` (it must be the same image), else found where the
+    run recorded it (absolute path, then relative to the run directory)."""
+    if saved.get("source") == DEFAULT_IMAGE and given is None:
+        image = default_image()
+    elif given is not None:
+        image = load_image(given)
+    else:
+        places: list[Path] = []
+        if saved.get("path"):
+            places.append(Path(saved["path"]))
+        if saved.get("path_from_run"):
+            places.append(run_dir / saved["path_from_run"])
+        if saved.get("source"):
+            places.append(Path(saved["source"]))
+        found = next((p for p in places if p.is_file()), None)
+        if found is None:
+            listed = ", ".join(str(p) for p in places)
+            raise InputError(f"--resume: cannot find the run's image (tried {listed}); pass it")
+        image = load_image(found)
+    if saved.get("sha256") and pixels_hash(image) != saved["sha256"]:
+        raise InputError(
+            f"--resume: {image.source} is not the image this run was trained on (content "
+            "hash differs)"
+        )
+    return image
+
+
+def load_new_image(source: str) -> Image:
+    return default_image() if source == DEFAULT_IMAGE else load_image(source)
+
+
+__all__ = ["DEFAULT_IMAGE", "TASKS", "config_from_args", "resumed_config", "task_config"]
