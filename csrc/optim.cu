@@ -6,9 +6,11 @@
 
 namespace mgdl {
 
-// Same arithmetic as the reference: m <- m + (1 - b1)(g - m), v <- b2 v + (1 - b2) g^2,
-// p <- p - lr_corrected * m / (sqrt(v / (1 - b2^t)) + eps).
+// Same arithmetic as the torch backend: m <- m + (1 - b1)(g - m), v <- b2 v + (1 - b2) g^2,
+// p <- p - step_size * m / (sqrt(v / (1 - b2^t)) + eps).
 __global__ void adam_kernel(const AdamArgs a) {
+  const float step_size = static_cast<float>(*a.step_size);
+  const float bias_correction2 = static_cast<float>(*a.bias_correction2);
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < a.n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float g = a.grad[i];
@@ -16,7 +18,7 @@ __global__ void adam_kernel(const AdamArgs a) {
     const float v = a.beta2 * a.exp_avg_sq[i] + (1.0f - a.beta2) * g * g;
     a.exp_avg[i] = m;
     a.exp_avg_sq[i] = v;
-    a.params[i] -= a.lr_corrected * (m / (sqrtf(v / a.bias_correction2) + a.eps));
+    a.params[i] -= step_size * (m / (sqrtf(v / bias_correction2) + a.eps));
   }
 }
 

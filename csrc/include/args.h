@@ -48,16 +48,18 @@ struct ReduceArgs {
   float loss_scale;
 };
 
-// Bias-corrected Adam over a flat vector, as jax.example_libraries.optimizers.adam.
+// Bias-corrected Adam over a flat vector, as jax.example_libraries.optimizers.adam. The
+// step-dependent scalars are read from device memory (float64, advanced on the device by the
+// host glue), so a CUDA graph replays the current step's bias corrections.
 struct AdamArgs {
   float* params;
   const float* grad;
   float* exp_avg;
   float* exp_avg_sq;
   int64_t n;
-  float lr_corrected;   // lr / (1 - beta1^step)
+  const double* step_size;         // lr / (1 - beta1^step)
+  const double* bias_correction2;  // 1 - beta2^step
   float beta1, beta2, eps;
-  float bias_correction2;  // 1 - beta2^step
 };
 
 }  // namespace mgdl

@@ -9,10 +9,11 @@
 namespace mgdl {
 
 // dL/dout of the lane's two rows, zero past N: (out - y) / (N C) for the MSE step (adding
-// (out - y)^2 to `loss` once per row and channel), else the given gradient.
+// (out - y)^2 to `loss` once per row and channel), else the given gradient. `y` is this warp's
+// prefetched [16][C] targets or output gradients.
 __device__ __forceinline__ void output_grad(const TrainArgs& a, const float (&out)[2][kMaxOut],
-                                            int64_t row0, float (&dout)[2][kMaxOut],
-                                            float& loss) {
+                                            const float* y, int64_t row0,
+                                            float (&dout)[2][kMaxOut], float& loss) {
   const Dims& s = a.dims;
   const int g = lane_id() >> 2, q = lane_id() & 3;
 #pragma unroll
@@ -22,12 +23,13 @@ __device__ __forceinline__ void output_grad(const TrainArgs& a, const float (&ou
     for (int c = 0; c < kMaxOut; ++c) {
       float d = 0.0f;
       if (c < s.c && row < s.n) {
+        const float v = y[(g + 8 * h) * s.c + c];
         if (a.target) {
-          const float diff = out[h][c] - a.target[row * s.c + c];
+          const float diff = out[h][c] - v;
           d = diff * a.inv_count;
           if (q == 0) loss = fmaf(diff, diff, loss);
         } else {
-          d = a.grad_out[row * s.c + c];
+          d = v;
         }
       }
       dout[h][c] = d;
@@ -94,54 +96,49 @@ __device__ __forceinline__ void cuda_core_grads(const float (&acc)[W / 8][4], in
   if (a.grad_x) store_small_rows(dx, a.grad_x, a.grad_x_bf16, s.d, row0, s.n);
 }
 
-// Where layer i's dW accumulates: shared memory, or this block's row of the L2 partials (whose
-// first tile stores instead of adding, so the partials need no zeroing).
+// Where layer i's dW accumulates: shared memory, or this block's row of the L2 partials.
 template <int W>
-__device__ __forceinline__ float* dw_target(const TrainArgs& a, const Shared<W>& sh, int i,
-                                            bool first_tile, int& pitch, bool& first) {
-  if ((sh.plan.dw_smem_mask >> i) & 1u) {
-    pitch = W + kDwPad;
-    first = false;
-    return sh.dw(a.dims, i);
-  }
-  pitch = W;
-  first = first_tile;
-  return a.partial + blockIdx.x * a.partial_pitch + weight_offset(a.dims, i);
+__device__ __forceinline__ DwTarget dw_target(const TrainArgs& a, const Shared<W>& sh, int i,
+                                              bool first_tile) {
+  if ((sh.plan.dw_smem_mask >> i) & 1u)
+    return DwTarget{smem_u32(sh.dw(a.dims, i)), nullptr, true, false};
+  return DwTarget{0u, a.partial + blockIdx.x * a.partial_pitch + weight_offset(a.dims, i), false,
+                  first_tile};
 }
 
-// Tensor-core layers L-1 .. first: g_i is staged (all warps' rows) when the iteration starts.
-template <int W>
+// Tensor-core layers L-1 .. first. When it starts, g_{L-1} is staged (all warps' rows), the input
+// of layer `first` is in stage slot `first_slot` and that of a later layer i in slot i - first.
+template <int W, int ROWS, int WARPS>
 __device__ void backward_layers(const TrainArgs& a, const Shared<W>& sh, int64_t row0,
-                                const float (&xs)[2][kMaxSmallIn], float* slot, bool first_tile) {
+                                const float (&xs)[2][kMaxSmallIn], float* slot, bool first_tile,
+                                int first_slot) {
   const Dims& s = a.dims;
-  const int first = first_mma_layer(s), rows = sh.plan.rows;
+  const int first = first_mma_layer(s);
   const int rbase = kWarpRows * (threadIdx.x >> 5);
   const int gslot = num_mma_layers(s);
   for (int i = s.l - 1; i >= first; --i) {
+    const int hslot = i == first ? first_slot : i - first;
     async_proxy_fence();
     __syncthreads();
-    int pitch;
-    bool first_flush;
-    float* dst = dw_target<W>(a, sh, i, first_tile, pitch, first_flush);
-    wgrad<W>(dst, pitch, first_flush, sh.stage_u32(i - first), sh.stage_u32(gslot), rows,
-             sh.plan.warps);
+    wgrad<W, ROWS, WARPS>(dw_target<W>(a, sh, i, first_tile), sh.stage_u32(hslot),
+                          sh.stage_u32(gslot));
     if (i == 0 && !a.grad_x) break;
     float acc[W / 8][4];
     uint32_t frag[W / 16][4];
-    load_a<W>(frag, sh.stage_u32(gslot), rows, rbase);
+    load_a<W>(frag, sh.stage_u32(gslot), ROWS, rbase);
     acc_zero<W>(acc);
     gemm_bwd<W>(acc, frag, sh.weight_u32(i - first));
     if (i == 0) {
       store_rows<W>(acc, a.grad_x, a.grad_x_bf16, row0, s.n);
       break;
     }
-    relu_mask<W>(acc, sh.stage_ptr(i - first), rows, rbase);
+    relu_mask<W>(acc, sh.stage_ptr(hslot), ROWS, rbase);
     cuda_core_grads<W>(acc, i - 1, xs, slot, sh.small(), a, row0);
     if (i - 1 >= first) {
       pack_a<W>(acc, frag);
       // Every warp must be done reading g_i (the weight gradient above) before it is replaced.
       __syncthreads();
-      store_a<W>(frag, sh.stage_ptr(gslot), rows, rbase);
+      store_a<W>(frag, sh.stage_ptr(gslot), ROWS, rbase);
     }
   }
 }

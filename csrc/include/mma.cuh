@@ -1,5 +1,5 @@
 // Warp-level tensor-core primitives (sm_80+): bf16 packing, swizzled shared-memory addressing,
-// ldmatrix, mma.sync m16n8k16 and cp.async.
+// ldmatrix, mma.sync m16n8k16, cp.async and shuffles.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16), lane = 4 * g + q:
 //   A (16 x 16, 4 regs of bf16x2): reg0 (row g, cols 2q..2q+1), reg1 (row g+8, same cols),
@@ -79,8 +79,26 @@ __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool 
                : "memory");
 }
 
+// 4 bytes global -> shared (through L1); zero-filled when !valid.
+__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0)
+               : "memory");
+}
+
 __device__ __forceinline__ void cp_async_wait_all() {
   asm volatile("cp.async.wait_all;\n" ::: "memory");
+}
+
+// Closes this thread's current group of cp.async copies (an empty group when none were issued).
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits until at most `Pending` of this thread's committed groups are still in flight.
+template <int Pending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
 }
 
 // Sum over the 8 lanes that share q = lane % 4 (the 8 row pairs of a C fragment).

@@ -1,28 +1,53 @@
 // Host entry points of the CUDA core: raw device pointers, sizes and a stream; no torch.
-// Every function makes `device` current first and throws CudaError on a CUDA failure and
-// std::invalid_argument on sizes the kernels do not serve.
+// A grade makes one KernelPlan per kernel when it binds; every launch then takes the plan, its
+// pointers, the row count and a stream, and plans nothing. Functions throw CudaError on a CUDA
+// failure and std::invalid_argument on sizes the kernels do not serve.
 #pragma once
 #include <cuda_runtime.h>
 
-#include <utility>
+#include <string>
 
 #include "args.h"
 
 namespace mgdl {
 
-// The shared-memory plan the kernels use on `device` (warps == 0: does not fit).
-SmemPlan device_plan(int device, const Dims& dims, bool train);
+// One kernel's launch plan for a bound grade, made once by make_plan.
+struct KernelPlan {
+  int device;
+  bool train;
+  Dims dims;         // n: the most rows a launch may have
+  SmemPlan smem;     // tile, warps and shared-memory regions
+  const void* kernel;
+  std::string name;  // the instantiation, e.g. "block_train_kernel<128, 8>"
+  int threads;
+  int capacity;      // blocks resident on the device at once: SMs x blocks per SM
+  int64_t pitch;     // training: floats per block row of the workspace
+  int64_t workspace_floats;
+};
 
-// out (and features) of a block for x; fills args.plan.
-void launch_block_fwd(int device, FwdArgs args, cudaStream_t stream);
+// The plan of the forward (train == false) or training kernel for `dims` on `device`: the
+// shared-memory plan within what a block may use there, the kernel and its dynamic
+// shared-memory attribute (raised when this plan needs more), the resident grid, the workspace.
+// `warps` forces a tile of that many warps (0: the planner's choice).
+KernelPlan make_plan(int device, const Dims& dims, bool train, int warps);
 
-// (blocks, pitch): the training step needs a workspace of blocks * pitch + blocks floats.
-std::pair<int, int64_t> train_workspace(int device, const Dims& dims);
+// The shared-memory plan make_plan would choose on `device`, without making it.
+SmemPlan device_smem_plan(int device, const Dims& dims, bool train, int warps);
 
-// The fused step: the kernel writes per-block partials into `workspace`, then one reduction
-// writes grad [P] and, for the MSE step (args.target set), loss (a single float).
-void launch_block_train(int device, TrainArgs args, float* workspace, float* grad, float* loss,
-                        cudaStream_t stream);
+// Blocks a launch of n rows uses: one per tile, at most the resident capacity.
+int plan_grid(const KernelPlan& plan, int64_t n);
+
+// The kernel instantiations (nullptr when (w, warps) is not instantiated).
+const void* fwd_kernel(int w);
+const void* train_kernel(int w, int warps);
+
+// out (and features) of a block for x (args.dims.n <= plan.dims.n rows).
+void launch_block_fwd(const KernelPlan& plan, FwdArgs args, cudaStream_t stream);
+
+// The fused step: the kernel writes per-block partials into `workspace` (plan.workspace_floats),
+// then one reduction writes grad [P] and, for the MSE step (args.target set), loss.
+void launch_block_train(const KernelPlan& plan, TrainArgs args, float* workspace, float* grad,
+                        float* loss, cudaStream_t stream);
 
 // grad = sum of the workspace's block rows (fixed order); loss from the per-block loss sums.
 void launch_reduce(const ReduceArgs& args, cudaStream_t stream);

@@ -25,6 +25,16 @@ __device__ __forceinline__ void load_x_small(float (&xs)[2][kMaxSmallIn], const 
   }
 }
 
+// The same from this warp's prefetched rows in shared memory (fp32 [16][D], zero past N).
+__device__ __forceinline__ void load_x_small(float (&xs)[2][kMaxSmallIn], const float* rows,
+                                             const Dims& s) {
+  const int g = lane_id() >> 2;
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int d = 0; d < kMaxSmallIn; ++d) xs[h][d] = d < s.d ? rows[(g + 8 * h) * s.d + d] : 0.0f;
+}
+
 // acc = x W_0 + b_0 for D <= 3 inputs, as fp32 FMAs (W_0 [D, W] and b_0 in `small`).
 template <int W>
 __device__ __forceinline__ void input_small(float (&acc)[W / 8][4],
@@ -47,8 +57,25 @@ __device__ __forceinline__ void input_small(float (&acc)[W / 8][4],
   }
 }
 
-// Copies the warp's 16 rows of x [N, W] into a staged bf16 tile (rows rbase..rbase+15), zero
-// past N: 16-byte cp.async for bf16 inputs, fp32 rows converted through registers.
+// Issues the 16-byte cp.async copies of the warp's 16 rows of bf16 x [N, W] into a staged tile
+// (rows rbase..rbase+15), zero past N; the caller commits and waits.
+template <int W>
+__device__ __forceinline__ void copy_x_tile(const __nv_bfloat16* x, int64_t row0, int64_t n,
+                                            uint8_t* tile, int rows, int rbase) {
+  constexpr int kChunks = W / 8;
+  const int lane = lane_id();
+#pragma unroll
+  for (int i = 0; i < 16 * kChunks / 32; ++i) {
+    const int id = lane + 32 * i, r = id / kChunks, c = id % kChunks;
+    const int64_t row = row0 + r;
+    const bool valid = row < n;
+    const __nv_bfloat16* src = valid ? x + row * W + 8 * c : x;
+    cp_async_16(smem_u32(tile + swz<W>(rbase + r, 8 * c, rows)), src, valid);
+  }
+}
+
+// Copies the warp's 16 rows of x [N, W] into a staged bf16 tile (rows rbase..rbase+15) and waits,
+// zero past N: 16-byte cp.async for bf16 inputs, fp32 rows converted through registers.
 template <int W>
 __device__ __forceinline__ void load_x_tile(const void* x, bool bf16, int64_t row0, int64_t n,
                                             uint8_t* tile, int rows, int rbase) {
@@ -56,28 +83,27 @@ __device__ __forceinline__ void load_x_tile(const void* x, bool bf16, int64_t ro
   const int lane = lane_id();
   // Other lanes may still be reading these rows of the previous tile through ldmatrix.
   __syncwarp();
+  if (bf16) {
+    copy_x_tile<W>(static_cast<const __nv_bfloat16*>(x), row0, n, tile, rows, rbase);
+    cp_async_wait_all();
+    __syncwarp();
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < 16 * kChunks / 32; ++i) {
     const int id = lane + 32 * i, r = id / kChunks, c = id % kChunks;
     const int64_t row = row0 + r;
     const bool valid = row < n;
     uint8_t* dst = tile + swz<W>(rbase + r, 8 * c, rows);
-    if (bf16) {
-      const __nv_bfloat16* base = static_cast<const __nv_bfloat16*>(x);
-      const __nv_bfloat16* src = valid ? base + row * W + 8 * c : base;
-      cp_async_16(smem_u32(dst), src, valid);
-    } else {
-      float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
-      if (valid) {
-        const float4* src = reinterpret_cast<const float4*>(static_cast<const float*>(x) + row * W);
-        lo = src[2 * c];
-        hi = src[2 * c + 1];
-      }
-      *reinterpret_cast<uint4*>(dst) = make_uint4(pack_bf16(lo.x, lo.y), pack_bf16(lo.z, lo.w),
-                                                  pack_bf16(hi.x, hi.y), pack_bf16(hi.z, hi.w));
+    float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+    if (valid) {
+      const float4* src = reinterpret_cast<const float4*>(static_cast<const float*>(x) + row * W);
+      lo = src[2 * c];
+      hi = src[2 * c + 1];
     }
+    *reinterpret_cast<uint4*>(dst) = make_uint4(pack_bf16(lo.x, lo.y), pack_bf16(lo.z, lo.w),
+                                                pack_bf16(hi.x, hi.y), pack_bf16(hi.z, hi.w));
   }
-  cp_async_wait_all();
   __syncwarp();
 }
 
@@ -146,20 +172,54 @@ __device__ __forceinline__ void store_rows(const float (&acc)[W / 8][4], void* d
   }
 }
 
-// slot[stride * col] += sum over the warp's 16 rows of v, where v[t][e] is this lane's sum of
-// its two rows in column 8t + 2q + e. The lane with g == t % 8 writes column block t, so
-// every slot entry has one writer.
+// One butterfly step of add_column_sums: entries i and i + Half become one entry summed with
+// the partner lane (lane ^ mask), which keeps the other half.
+template <int Half, int N>
+__device__ __forceinline__ void halve_sums(float (&a)[N], bool upper, int mask) {
+#pragma unroll
+  for (int i = 0; i < Half; ++i) {
+    float lo = a[i], hi = a[i + Half];
+    // Two registers, not a select between two array slots (which the compiler turns into a
+    // run-time index into local memory).
+    asm("" : "+f"(lo), "+f"(hi));
+    a[i] = (upper ? hi : lo) + __shfl_xor_sync(0xffffffffu, upper ? lo : hi, mask);
+  }
+}
+
+// slot[stride * col] += sum over the warp's 16 rows of column col, where v[t][e] is this
+// lane's sum of its two rows in column 8t + 2q + e. The 8 lanes sharing q halve their values at
+// each of three butterfly steps (lane ^ 4, ^ 8, ^ 16): a lane keeps one half, adds its partner's
+// copy of it and hands over the other half. That is 7W / 32 shuffles instead of 3W / 4 for a
+// shuffle tree per value, and every lane ends with W / 32 distinct full sums that it alone adds
+// to the slot (one writer per entry, a fixed order: deterministic). Columns go in chunks of at
+// most 128 (the same shuffle count) so that W = 256 keeps only 32 extra values live.
 template <int W>
 __device__ __forceinline__ void add_column_sums(const float (&v)[W / 8][2], float* slot,
                                                 int stride) {
+  constexpr int kCols = W < 128 ? W : 128, kValues = kCols / 4;
   const int g = lane_id() >> 2, q = lane_id() & 3;
+  // Value j = 2t + e of a chunk ends in the lane whose g has bits b0 b1 b2 with
+  // j / (kCols / 32) = 4 b0 + 2 b1 + b2.
+  const int first = (kCols / 32) * (4 * (g & 1) + 2 * ((g >> 1) & 1) + (g >> 2));
 #pragma unroll
-  for (int t = 0; t < W / 8; ++t) {
-    const float s0 = sum_over_rows(v[t][0]), s1 = sum_over_rows(v[t][1]);
-    if ((t & 7) == g) {
-      slot[stride * (8 * t + 2 * q)] += s0;
-      slot[stride * (8 * t + 2 * q + 1)] += s1;
+  for (int c0 = 0; c0 < W; c0 += kCols) {
+    float a[kValues];
+#pragma unroll
+    for (int j = 0; j < kValues; ++j) a[j] = v[c0 / 8 + j / 2][j % 2];
+    halve_sums<kValues / 2>(a, g & 1, 4);
+    halve_sums<kValues / 4>(a, (g >> 1) & 1, 8);
+    halve_sums<kValues / 8>(a, (g >> 2) & 1, 16);
+    // The lane's entries are distinct, so all reads go before the writes.
+    float* at[kCols / 32];
+    float old[kCols / 32];
+#pragma unroll
+    for (int i = 0; i < kCols / 32; ++i) {
+      const int j = first + i;
+      at[i] = slot + stride * (c0 + 8 * (j / 2) + 2 * q + j % 2);
+      old[i] = *at[i];
     }
+#pragma unroll
+    for (int i = 0; i < kCols / 32; ++i) *at[i] = old[i] + a[i];
   }
 }
 

@@ -25,6 +25,12 @@ struct Shared {
     return reinterpret_cast<float*>(base + plan.dw +
                                     popcount_below(plan.dw_smem_mask, layer) * dw_smem_bytes(s));
   }
+  // This warp's prefetched row inputs of buffer `parity` (see row_floats).
+  __device__ float* row_in(const Dims& s, int parity) const {
+    const int warp = threadIdx.x >> 5;
+    return reinterpret_cast<float*>(base + plan.row_in) +
+           (parity * plan.warps + warp) * row_floats(s);
+  }
 };
 
 template <int W>
