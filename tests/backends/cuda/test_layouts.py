@@ -1,10 +1,12 @@
-"""The index arithmetic of the mma.sync path, replayed on the CPU.
+"""The index arithmetic of the kernels, replayed on the CPU.
 
 A NumPy model of ldmatrix (plain and .trans) and mma.m16n8k16 as the PTX ISA defines their
 fragments, driven by the same address formulas as csrc/include/{mma,layers,wgrad}.cuh
-(swz, load_a/store_a, gemm_fwd, gemm_bwd, wgrad_mma). It checks that those formulas compute
-the intended products; it cannot check the CUDA code itself, which needs a GPU
-(test_cuda_ops.py). Keep the formulas here in step with the headers.
+(swz, load_a/store_a, gemm_fwd, gemm_bwd, wgrad_mma); the wgmma descriptors; the butterfly
+column sums (rows.cuh add_column_sums), the weight-gradient flush's ownership (wgrad.cuh) and
+the alternating stage slots (block_train.cu). It checks that those formulas compute the
+intended results; it cannot check the CUDA code itself, which needs a GPU (test_ops.py). Keep
+the formulas here in step with the sources.
 """
 
 from __future__ import annotations
@@ -227,3 +229,89 @@ def test_wgmma_descriptors_address_the_staged_layouts(w):
                         start, m, kk, mn_major=True, wide=True, lbo=rows * 128, sbo=1024
                     )
                     assert got == swz(w, 16 * k + kk, 64 * mb + m, rows)
+
+
+def column_sums(w: int, v: np.ndarray) -> dict[int, list[tuple[int, float]]]:
+    """rows.cuh add_column_sums: v[lane, t, e] -> {column: [(lane, value)]} as the lanes add them
+    to the slot, with halve_sums' shuffles (lane ^ 4, ^ 8, ^ 16) on chunks of up to 128 columns."""
+    cols = min(w, 128)
+    n = cols // 4
+    writes: dict[int, list[tuple[int, float]]] = {}
+    for c0 in range(0, w, cols):
+        a = [[v[lane, c0 // 8 + j // 2, j % 2] for j in range(n)] for lane in range(32)]
+        for step, half in enumerate((n // 2, n // 4, n // 8)):
+            new = []
+            for lane in range(32):
+                upper = (lane >> 2 >> step) & 1
+                partner = lane ^ (4 << step)
+                pu = (partner >> 2 >> step) & 1
+                keep = [a[lane][i + half] if upper else a[lane][i] for i in range(half)]
+                give = [a[partner][i] if pu else a[partner][i + half] for i in range(half)]
+                new.append([k + g for k, g in zip(keep, give)])
+            a = new
+        for lane in range(32):
+            g, q = lane >> 2, lane & 3
+            first = (cols // 32) * (4 * (g & 1) + 2 * ((g >> 1) & 1) + (g >> 2))
+            for i in range(cols // 32):
+                j = first + i
+                col = c0 + 8 * (j // 2) + 2 * q + j % 2
+                writes.setdefault(col, []).append((lane, a[lane][i]))
+    return writes
+
+
+@pytest.mark.parametrize("w", [32, 64, 128, 256])
+def test_column_sums_have_one_writer_per_column_and_the_right_sums(w):
+    rng = np.random.default_rng(w)
+    v = rng.standard_normal((32, w // 8, 2))
+    writes = column_sums(w, v)
+    assert sorted(writes) == list(range(w))
+    for col, entries in writes.items():
+        assert len(entries) == 1, f"column {col} has {len(entries)} writers"
+        t, e, q = col // 8, col % 2, (col % 8) // 2
+        expected = sum(v[4 * g + q, t, e] for g in range(8))
+        np.testing.assert_allclose(entries[0][1], expected, rtol=1e-12)
+    shuffles = sum(n for n in (min(w, 128) // 8, min(w, 128) // 16, min(w, 128) // 32))
+    assert shuffles * (w // min(w, 128)) == 7 * w // 32
+
+
+@pytest.mark.parametrize("w, pitch", [(128, 128 + 8), (128, 128), (64, 64 + 8), (256, 256)])
+def test_weight_gradient_flush_owns_every_element_once(w, pitch):
+    """wgrad.cuh flush_smem / flush_global: thread (warp, lane) of task (mb, nb) adds C fragment
+    (t, h) at float offset (row0 + g) * pitch + col0 + 2q + 8t + 8h * pitch (a float2): every dW
+    element gets exactly one owner per tile, the same each tile."""
+    owners: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+    for task in range((w // 64) ** 2):
+        mb, nb = task % (w // 64), task // (w // 64)
+        for warp in range(4):
+            row0, col0 = 64 * mb + 16 * (warp & 3), 64 * nb
+            for lane in range(32):
+                g, q = lane >> 2, lane & 3
+                for t in range(8):
+                    for h in range(2):
+                        offset = (row0 + g) * pitch + col0 + 2 * q + 8 * t + 8 * h * pitch
+                        assert offset % 2 == 0, "float2 alignment"
+                        for e in range(2):
+                            row, col = divmod(offset + e, pitch)
+                            assert (row, col) not in owners
+                            owners[(row, col)] = (task, warp, lane, t)
+                            assert (row, col) == (row0 + g + 8 * h, col0 + 8 * t + 2 * q + e)
+    assert len(owners) == w * w
+
+
+@pytest.mark.parametrize(
+    "dims", [(2, 128, 2, 1), (128, 128, 2, 1), (128, 128, 3, 1), (3, 64, 4, 2)]
+)
+def test_alternating_stage_slots_never_collide(ext, dims):
+    """block_train.cu first_slot and the backward's slot choice: with alternation a tile of
+    parity p writes h_first (or x) to slot 0 or num_mma + 1, the later inputs to 1 .. num_mma - 1
+    and g to num_mma, all inside the plan's stage buffers and distinct."""
+    d, w, layers, c = dims
+    plan = ext.plan(d, w, layers, c, True, 231_424)
+    num_mma = layers - (1 if d != w else 0)
+    slots = num_mma + 1 + (1 if plan["alternate"] else 0)
+    for parity in (0, 1):
+        first = num_mma + 1 if plan["alternate"] and parity else 0
+        used = [first, *range(1, num_mma), num_mma]
+        assert len(set(used)) == len(used) and max(used) < slots
+    if plan["alternate"]:
+        assert {0, num_mma + 1} == {num_mma + 1 if p else 0 for p in (0, 1)}
