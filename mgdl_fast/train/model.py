@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..backends import bind
-from ..backends.base import Options
+from ..backends.base import Options, check_tensor
 from ..backends.engine import Engine
 from ..block import BlockParams
+from ..errors import InputError
 from ..grid import grid_rows
+
+if TYPE_CHECKING:
+    from ..nn import MultiGrade
 
 DEFAULT_CHUNK = 1 << 16
 
@@ -46,6 +52,29 @@ class MultiGradeModel:
         grades = [BlockParams(p.shape, p.flat.to(device)) for p in self.grades]
         return MultiGradeModel(grades, self.scales)
 
+    def to_module(self, **kwargs) -> MultiGrade:
+        """The grades as a ``mgdl_fast.nn.MultiGrade`` module (copies, frozen); keyword
+        arguments (backend, precision, deterministic) go to every grade."""
+        from ..nn import MultiGrade
+
+        return MultiGrade.from_model(self, **kwargs)
+
+    def _grades(self, num_grades: int | None) -> list[BlockParams]:
+        """The first ``num_grades`` grades (None: all); InputError for an empty model or a
+        count out of range."""
+        if not self.grades:
+            raise InputError("the model has no grades")
+        if num_grades is None:
+            return self.grades
+        if not isinstance(num_grades, int) or not 1 <= num_grades <= len(self):
+            raise InputError(f"num_grades must be 1-{len(self)}, got {num_grades!r}")
+        return self.grades[:num_grades]
+
+    def _check_inputs(self, x: object, chunk_size: object) -> None:
+        check_tensor("x", x, rows=None, cols=self.grades[0].shape.in_dim, dtypes=(torch.float32,),
+                     device=self.device)  # fmt: skip
+        _positive("chunk_size", chunk_size)
+
     def bind(
         self,
         rows: int,
@@ -57,7 +86,7 @@ class MultiGradeModel:
         """One engine per grade for up to ``rows`` rows per call (fp32 inputs and features)."""
         return [
             bind(p.shape, device=self.device, rows=rows, options=options, backend=backend)
-            for p in self.grades[: num_grades or len(self)]
+            for p in self._grades(num_grades)
         ]
 
     @torch.no_grad()
@@ -73,9 +102,10 @@ class MultiGradeModel:
         """Sum of the first ``num_grades`` grades' outputs ``[N, C]`` for inputs ``x [N, D]``.
 
         Runs ``chunk_size`` rows at a time through every grade, so memory stays bounded by
-        ``chunk_size x width`` whatever N is.
+        ``chunk_size x width`` whatever N is. ``x`` is fp32, on the model's device.
         """
-        grades = self.grades[: num_grades or len(self)]
+        grades = self._grades(num_grades)
+        self._check_inputs(x, chunk_size)
         chunk = min(chunk_size, x.shape[0])
         engines = engines or self.bind(chunk, num_grades=len(grades), backend=backend)
         out = torch.zeros(x.shape[0], grades[-1].shape.out_dim, device=x.device)
@@ -97,6 +127,8 @@ class MultiGradeModel:
         self, x: torch.Tensor, *, chunk_size: int = DEFAULT_CHUNK, backend: str | None = None
     ) -> torch.Tensor:
         """Last hidden features ``[N, W]`` of the newest grade, chaining through every grade."""
+        self._grades(None)
+        self._check_inputs(x, chunk_size)
         chunk = min(chunk_size, x.shape[0])
         engines = self.bind(chunk, backend=backend)
         result = torch.empty(x.shape[0], self.grades[-1].shape.width, device=x.device)
@@ -121,6 +153,10 @@ class MultiGradeModel:
     ) -> torch.Tensor:
         """The image ``[H, W, C]`` the model predicts on an ``H x W`` coordinate grid, built
         band by band (the whole grid is never held)."""
+        self._grades(None)
+        _positive("height", height)
+        _positive("width", width)
+        _positive("chunk_size", chunk_size)
         band = max(1, chunk_size // width)
         engines = self.bind(min(band * width, height * width), backend=backend)
         image = torch.empty(height, width, self.grades[-1].shape.out_dim, device=self.device)
@@ -130,3 +166,8 @@ class MultiGradeModel:
             pixels = self.predict(coords, chunk_size=coords.shape[0], engines=engines)
             image[top:bottom] = pixels.reshape(bottom - top, width, -1)
         return image
+
+
+def _positive(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
