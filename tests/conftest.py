@@ -31,6 +31,17 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _fp32_products(request, monkeypatch):
+    """fp32 products unless a test says otherwise: the numbers tests assert must not depend on
+    whether this CPU has bf16 instructions (auto picks bf16 there). The kernel backends' tests
+    (tests/backends/) choose their precision themselves; ``@pytest.mark.auto_precision`` tests
+    the automatic choice."""
+    if "auto_precision" in request.keywords or "/backends/" in str(request.node.fspath):
+        return
+    monkeypatch.setenv("MGDL_FAST_PRECISION", "fp32")
+
+
 @pytest.fixture
 def shared_image():
     """Path of an image in ../shared/images, skipping the test when the folder is absent."""

@@ -121,16 +121,39 @@ def round_to(t: torch.Tensor, precision: str) -> torch.Tensor:
     return t
 
 
-def lowp_apply(flat: torch.Tensor, x: torch.Tensor, shape: BlockShape, precision: str):
-    """The block with its W x W products' operands rounded to ``precision`` (fp32 maths
-    otherwise): the reduced-precision reference of the flash-attention rule. Returns
-    ``(out [N, C], features [N, W])``, differentiable in ``flat`` and ``x``."""
-    weights, biases = shape.views(flat)
-    h = x.float()
-    for layer, (w, b) in enumerate(zip(weights[:-1], biases[:-1])):
-        if layer > 0 or shape.in_dim == shape.width:
-            h = round_to(h, precision) @ round_to(w, precision)
-        else:
-            h = h @ w
-        h = torch.relu(h + b)
-    return h @ weights[-1] + biases[-1], h
+def lowp_reference(shape, flat, x, precision, *, grad_out=None, y=None):
+    """The block in float64 with a reduced-precision product's rounding at the points where
+    the fast paths round: every product operand (``round_to``), and for bf16 also every stored
+    activation, product result and backpropagated gradient (bf16 paths keep them in bf16).
+    The first layer of a 1-3 coordinate input stays exact (every backend computes it in fp32).
+    Returns ``(out, features, loss or None, dL/dparams, dL/dx)``: the flash-attention rule's
+    reference. ``grad_out`` (or ``y`` for the 0.5 * MSE step) drives the backward; without
+    either the gradients are None."""
+    weights, biases = shape.views(flat.detach().double())
+    op = lambda t: round_to(t, precision)  # noqa: E731
+    keep = op if precision == "bf16" else (lambda t: t)
+    x = x.detach().double()
+    small = shape.in_dim != shape.width
+    pre = x @ weights[0] + biases[0] if small else op(x) @ op(weights[0]) + keep(biases[0])
+    hs = [op(x), torch.relu(keep(pre))]
+    for w, b in zip(weights[1:-1], biases[1:-1]):
+        hs.append(torch.relu(keep(op(hs[-1]) @ op(w) + keep(b))))
+    out = keep(op(hs[-1]) @ op(weights[-1])) + biases[-1]
+    loss = None
+    if y is not None:
+        diff = out - y.double()
+        loss, grad_out = 0.5 * torch.mean(diff * diff), diff / diff.numel()
+    if grad_out is None:
+        return out, hs[-1], None, None, None
+    grad_out = grad_out.double()
+    g_op, grads = op(grad_out), []
+    grads.append((keep(op(hs[-1]).T @ g_op), grad_out.sum(0)))
+    g = keep(g_op @ op(weights[-1]).T)
+    for layer in range(len(weights) - 2, -1, -1):
+        g = g * (hs[layer + 1] > 0)
+        grads.append((keep(hs[layer].T @ op(g)), keep(g.sum(0))))
+        if layer > 0:
+            g = keep(op(g) @ op(weights[layer]).T)
+    grad_x = keep(op(g) @ op(weights[0]).T)
+    flat_grad = torch.cat([torch.cat([dw.reshape(-1), db]) for dw, db in reversed(grads)])
+    return out, hs[-1], loss, flat_grad, grad_x

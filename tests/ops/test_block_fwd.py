@@ -10,7 +10,7 @@ import torch
 from mgdl_fast.testing import poison_buffers, poisoned
 
 from .. import oracle
-from .cases import DEVICE, assert_matches, cases, lowp_apply
+from .cases import DEVICE, assert_matches, cases, lowp_reference
 
 
 def _expected(case, params, x):
@@ -28,7 +28,7 @@ def test_output_and_features_match_the_oracle(case):
     feats = poisoned(case.n, case.shape.width, device=DEVICE)
     engine.forward(x, params.flat, out, feats)
     expected_out, expected_feats = _expected(case, params, x)
-    lowp = lowp_apply(params.flat, x, case.shape, case.options.precision)
+    lowp = lowp_reference(case.shape, params.flat, x, case.options.precision)
     assert_matches(case, out, expected_out, lowp[0], msg="out")
     assert_matches(case, feats, expected_feats, lowp[1], msg="features")
 
@@ -42,7 +42,7 @@ def test_bf16_inputs_and_features(case):
     feats = poisoned(case.n, case.shape.width, dtype=torch.bfloat16, device=DEVICE)
     engine.forward(x, params.flat, out, feats)
     expected_out, expected_feats = _expected(case, params, x)
-    lowp = lowp_apply(params.flat, x, case.shape, case.options.precision)
+    lowp = lowp_reference(case.shape, params.flat, x, case.options.precision)
     assert_matches(case, out, expected_out, lowp[0], msg="out")
     # Stored in bf16: compare with the oracle's features rounded the same way.
     rounded = expected_feats.to(torch.bfloat16).double()
@@ -57,5 +57,5 @@ def test_forward_in_chunks_of_fewer_rows_than_bound(case):
     out = poisoned(case.n, case.shape.out_dim, device=DEVICE)
     engine.forward(x, params.flat, out)
     expected_out, _ = _expected(case, params, x)
-    lowp = lowp_apply(params.flat, x, case.shape, case.options.precision)
+    lowp = lowp_reference(case.shape, params.flat, x, case.options.precision)
     assert_matches(case, out, expected_out, lowp[0], msg="out")

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mgdl_fast import BackendUnavailableError, BlockParams, BlockShape, InputError, backends
+from mgdl_fast import (
+    BackendUnavailableError,
+    BlockParams,
+    BlockShape,
+    InputError,
+    Options,
+    backends,
+)
 from mgdl_fast.backends import engine as engine_module
 
 from .cases import DEVICE, backend_params, cases
@@ -77,11 +84,15 @@ def test_bound_ops_plan_and_allocate_nothing(case):
     assert engine_module.counters == before
 
 
-def test_a_torch_epoch_allocates_no_memory():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("in_dim", [2, 32])
+def test_a_torch_epoch_allocates_no_memory(precision, in_dim):
     """The profiler sees every CPU allocation: a bound step + update makes none."""
-    params = BlockParams.init(BlockShape(2, 32, 3, 2), seed=0)
-    x, y = torch.rand(500, 2), torch.rand(500, 2)
-    engine = backends.bind(params.shape, device="cpu", rows=500, backend="torch")
+    params = BlockParams.init(BlockShape(in_dim, 32, 3, 2), seed=0)
+    x, y = torch.rand(500, in_dim), torch.rand(500, 2)
+    engine = backends.bind(
+        params.shape, device="cpu", rows=500, options=Options(precision), backend="torch"
+    )
     grad = torch.empty_like(params.flat)
     state = engine.optimizer_state("adam", 1e-3, params.flat.numel())
     engine.step(x, y, params.flat, grad)

@@ -1,16 +1,22 @@
 """The torch backend: plain PyTorch on any device, the oracle and the fallback.
 
-Hand-written forward and backward with out-of-autograd ops into buffers made at bind time; its
-products are fp32 (the specification the kernel backends are checked against).
+Hand-written forward and backward with out-of-autograd ops into buffers made at bind time.
+Precision "fp32" is the specification the kernel backends are checked against; "bf16" (CPU
+only, bf16.py) keeps operands and activations in bf16 with fp32 accumulation. ``auto`` means
+bf16 on a CPU with bf16 instructions whose one-step accuracy check against fp32 passes (the
+same self-check the kernels get), fp32 otherwise.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 
 from ...block import BlockShape
 from ..base import Backend, Capabilities, Options
 from ..engine import Engine, buffer
+from . import bf16
 from ._layers import Buffers
 from .block_bwd import block_bwd
 from .block_fwd import block_fwd
@@ -18,23 +24,59 @@ from .grade_step import grade_step
 from .optim import adam_update, gd_update
 
 __all__ = ["TorchBackend", "TorchEngine"]
+_log = logging.getLogger("mgdl_fast")
 
 
 class TorchBackend(Backend):
-    """Every shape, on CPU and CUDA, fp32 or bf16 inputs, fp32 products."""
+    """Every shape, on CPU and CUDA, fp32 or bf16 inputs; fp32 products, or bf16 on CPU."""
 
     name = "torch"
     _capabilities = Capabilities(
         device_types=("cpu", "cuda"),
         auto_device_types=("cpu", "cuda"),
         input_dtypes=(torch.float32, torch.bfloat16),
-        precisions=("fp32",),
+        precisions=("fp32", "bf16"),
         cuda_graphs=True,
     )
 
     @property
     def capabilities(self) -> Capabilities:
         return self._capabilities
+
+    def default_precision(self, input_dtype: torch.dtype) -> str:
+        return "fp32"
+
+    def not_supported_reasons(self, shape, device, input_dtype, options) -> list[str]:
+        why = super().not_supported_reasons(shape, device, input_dtype, options)
+        if options.precision == "bf16" and device.type != "cpu":
+            why.append("bf16 products are the CPU path (on CUDA, the kernel backends have them)")
+        return why
+
+    def auto_precision(self, shape: BlockShape, device: torch.device, input_dtype) -> tuple:
+        """(precision, why or self-check) of ``auto``: bf16 where the CPU has it and its
+        accuracy check passes."""
+        from .. import selfcheck
+
+        if device.type != "cpu":
+            return "fp32", "fp32 on CUDA"
+        reason = bf16.cpu_bf16_reason()
+        if reason is not None:
+            return "fp32", reason
+        check = selfcheck.validate(self, shape, device, input_dtype, Options("bf16"))
+        if check is not None and not check["passed"]:
+            _log.warning("torch bf16 %s; using fp32", selfcheck.failure_line("torch", check))
+            return "fp32", check
+        return "bf16", check
+
+    def bind(self, shape, device, input_dtype, rows, options) -> Engine:
+        decision = None
+        if options.precision == "auto":
+            precision, decision = self.auto_precision(shape, device, input_dtype)
+            options = Options(precision, options.deterministic)
+        engine = self._bind(shape, device, input_dtype, rows, options)
+        if isinstance(decision, dict):
+            engine.self_check = {"torch-bf16": decision}
+        return engine
 
     def _bind(self, shape, device, input_dtype, rows, options) -> TorchEngine:
         return TorchEngine(shape, device, input_dtype, rows, options)
@@ -60,6 +102,11 @@ class TorchEngine(Engine):
             "torch", shape, device, input_dtype, rows, options,
             capturable=device.type == "cuda",
         )  # fmt: skip
+        self._params, self._grads = _ViewCache(shape), _ViewCache(shape)
+        self._update_fn = {"adam": adam_update, "gd": gd_update}
+        self._bf16 = bf16.Bf16Buffers(shape, rows, device) if options.precision == "bf16" else None
+        if self._bf16 is not None:
+            return
         f32, w, c = torch.float32, shape.width, shape.out_dim
         self._bufs = Buffers(
             x=None if input_dtype == f32 else buffer((rows, shape.in_dim), f32, device),
@@ -69,24 +116,35 @@ class TorchEngine(Engine):
             squares=buffer((rows, c), f32, device),
             loss=buffer((), f32, device),
         )
-        self._params, self._grads = _ViewCache(shape), _ViewCache(shape)
-        self._update_fn = {"adam": adam_update, "gd": gd_update}
 
     def prepare(self, n: int) -> None:
-        self._bufs.count(n * self.shape.out_dim)
+        (self._bf16 or self._bufs).count(n * self.shape.out_dim)
 
     def forward(self, x, params, out, features_out=None) -> None:
         weights, biases = self._params(params)
-        block_fwd(x, weights, biases, out, features_out, self._bufs.take(x.shape[0]))
+        if self._bf16 is None:
+            block_fwd(x, weights, biases, out, features_out, self._bufs.take(x.shape[0]))
+            return
+        n = x.shape[0]
+        hs = bf16.forward(self._bf16, x, weights, biases, n)
+        out.copy_(self._bf16.out[:n])
+        if features_out is not None:
+            features_out.copy_(hs[-1])
 
     def step(self, x, y, params, grad):
         weights, biases = self._params(params)
         grad_w, grad_b = self._grads(grad)
+        if self._bf16 is not None:
+            return bf16.step(self._bf16, x, y, weights, biases, grad_w, grad_b)
         return grade_step(x, y, weights, biases, grad_w, grad_b, self._bufs)
 
     def backward(self, x, params, grad_out, grad, grad_x=None) -> None:
         weights, biases = self._params(params)
         grad_w, grad_b = self._grads(grad)
+        if self._bf16 is not None:
+            hs = bf16.forward(self._bf16, x, weights, biases, x.shape[0])
+            bf16.backward(self._bf16, hs, grad_out, grad_w, grad_b, grad_x)
+            return
         views = self._bufs.take(x.shape[0])
         block_bwd(x, weights, biases, grad_out, grad_w, grad_b, grad_x, views)
 
