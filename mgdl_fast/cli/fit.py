@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..backends.base import PRECISIONS
+from ..encoding import ENCODINGS
 from ..errors import InputError
 from ..io.environment import environment
 from ..io.images import centre_crop
@@ -27,8 +28,10 @@ from .fit_config import (
     DEFAULT_IMAGE,
     config_from_args,
     describe_image,
+    grades_value,
     load_new_image,
     load_run_image,
+    number_list,
     resumed_config,
 )
 from .summary import grade_line, print_summary
@@ -39,18 +42,42 @@ def add_parser(sub) -> None:
     p.add_argument("image", nargs="?", help=f"image file (default: {DEFAULT_IMAGE})")
     p.add_argument("--task", choices=sorted(TASKS), help="regression (default), denoise, deblur")
     p.add_argument("--model", choices=MODEL_KINDS, help="mgdl (default) or the sgdl baseline")
-    p.add_argument("--grades", type=int, help="grades, 4 (SGDL: grades*layers hidden layers)")
-    p.add_argument("--width", type=int, help="hidden width (128)")
-    p.add_argument("--layers", type=int, help="hidden layers per grade (2; denoise/deblur: 3)")
+    p.add_argument(
+        "--grades",
+        type=grades_value,
+        help="grades, 4 (SGDL: grades*layers hidden layers); auto: add grades while the "
+        "validation PSNR gains at least --min-gain dB, up to --max-grades",
+    )
+    p.add_argument("--max-grades", type=int, help="most grades for --grades auto (8)")
+    p.add_argument("--min-gain", type=float, help="dB a grade must add for another (0.1)")
+    p.add_argument("--width", type=number_list(int), help="hidden width, or one per grade (128)")
+    p.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        help="encode the coordinates for grade 1: none (the papers'), fourier (Gaussian random "
+        "features) or positional (log-spaced frequencies)",
+    )
+    p.add_argument("--frequencies", type=int, help="encoding frequencies m (64: 2m inputs)")
+    p.add_argument("--sigma", type=float, help="fourier: std of the frequencies (5)")
+    p.add_argument(
+        "--layers", type=number_list(int), help="hidden layers per grade, or a list (2; restore 3)"
+    )
     p.add_argument(
         "--preset",
         choices=("auto", *PRESETS),
         help="quick: 300 epochs per grade (denoise/deblur: 1000); paper: 10000 with early "
-        "stopping (denoise/deblur: 20000, no early stopping); auto (default): paper on CUDA, "
-        "quick on CPU",
+        "stopping (denoise/deblur: 20000, no early stopping); colour: Fang & Xu's NeurIPS 2024 "
+        "colour protocol (4 x 3 x 256, lr 1e-3,1e-3,5e-4,5e-4, 10000 epochs); auto "
+        "(default): paper on CUDA, quick on CPU",
     )
-    p.add_argument("--epochs", type=int, help="epochs per grade (SGDL: in total)")
-    p.add_argument("--lr", type=float, help="learning rate (1e-3; denoise/deblur: 5e-3)")
+    p.add_argument(
+        "--epochs", type=number_list(int), help="epochs per grade, or one per grade (SGDL: total)"
+    )
+    p.add_argument(
+        "--lr",
+        type=number_list(float),
+        help="learning rate, or one per grade like 1e-3,1e-3,5e-4,5e-4 (1e-3; restore 5e-3)",
+    )
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="adam (default) or gd")
     p.add_argument("--no-early-stop", action="store_true", help="always run every epoch")
     p.add_argument("--record-every", type=int, help="epochs between records (10; restore: 100)")
@@ -140,6 +167,8 @@ def _prepare(args, run_dir: RunDirectory, out: Path):
         config["image"] |= describe_image(image, config["image"]["source"], out)
     if config["image"].get("crop"):
         image = centre_crop(image, config["image"]["crop"])
+    if config["preset"] == "colour" and image.channels != 3:
+        raise InputError(f"--preset colour is for colour images; {image.source} has 1 channel")
     for note in image.notes:
         _note(note)
     config["image"].update(height=image.height, width=image.width, channels=image.channels)
@@ -199,7 +228,7 @@ def _run(args, run_dir: RunDirectory, out: Path) -> int:
     checkpointer = Checkpointer(
         lambda s: run_dir.save_state(s, config), every_epochs=args.checkpoint_every
     )
-    total = model_cfg.grades if model_cfg.kind == "mgdl" else 1
+    total = model_cfg.planned_grades if model_cfg.kind == "mgdl" else 1
 
     def grade_done(result):
         metrics = metrics_record(result, config, env, "running")

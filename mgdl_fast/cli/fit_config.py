@@ -10,6 +10,7 @@ precision, CUDA graphs, checkpoints, divergence handling and output options are 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 from pathlib import Path
@@ -40,10 +41,40 @@ FIXED = {
     "lam": ("task", "lambda"),
     "noise_seed": ("task", "noise_seed"),
     "crop": ("image", "crop"),
+    "encoding": ("model", "encoding"),
+    "frequencies": ("model", "frequencies"),
+    "sigma": ("model", "sigma"),
 }
 LATER_GRADES = {"lr": "lr", "epochs": "epochs", "optimizer": "optimizer"}
 # Chosen afresh by every invocation (not inherited from the saved run).
 FREE = ("device", "backend", "precision", "deterministic", "cuda_graph")
+
+
+def number_list(kind: type):
+    """argparse type: one number, or a comma list of them (one per grade)."""
+    noun = {"int": "an integer", "float": "a number"}[kind.__name__]
+
+    def parse(text: str):
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {noun} or a comma list of them, got {text!r}"
+            ) from None
+        return values[0] if len(values) == 1 else values
+
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
+
+
+def grades_value(text: str):
+    """argparse type of --grades: an integer, or auto."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer or auto, got {text!r}") from None
 
 
 def option_name(dest: str) -> str:
@@ -89,9 +120,14 @@ def config_from_args(args) -> dict:
     record_every = _given(args.record_every, defaults["record_every"])
     model = ModelConfig(
         kind=_given(args.model, "mgdl"),
-        grades=_given(args.grades, 4),
-        width=_given(args.width, 128),
+        grades=_given(args.grades, defaults["grades"]),
+        width=_given(args.width, defaults["width"]),
         layers=_given(args.layers, defaults["layers"]),
+        max_grades=_given(args.max_grades, 8),
+        min_gain_db=_given(args.min_gain, 0.1),
+        encoding=_given(args.encoding, defaults.get("encoding", "none")),
+        frequencies=_given(args.frequencies, defaults.get("frequencies", 64)),
+        sigma=_given(args.sigma, defaults.get("sigma", 5.0)),
     )
     cache_dtype = _given(args.cache_dtype, "auto")
     if cache_dtype == "auto" and defaults["cache_dtype"] != "auto":
@@ -147,11 +183,14 @@ def resumed_config(args, saved: dict, finished: int) -> tuple[dict, list[str]]:
         )
     config, notes = {k: (dict(v) if isinstance(v, dict) else v) for k, v in saved.items()}, []
     if args.grades is not None:
-        if args.grades < finished:
+        if args.grades != "auto" and args.grades < finished:
             raise InputError(
                 f"--grades {args.grades} is below the {finished} grades already trained"
             )
         config["model"]["grades"] = args.grades
+    for dest, key in (("max_grades", "max_grades"), ("min_gain", "min_gain_db")):
+        if getattr(args, dest) is not None:
+            config["model"][key] = candidate["model"][key]
     for dest, key in LATER_GRADES.items():
         value = getattr(args, dest)
         if value is not None and value != saved["train"][key]:

@@ -218,4 +218,6 @@ def metrics_record(result: FitResult, config: dict, env: dict, status: str) -> d
     }
     if result.diverged is not None:
         metrics["diverged"] = str(result.diverged)
+    if result.grades_stop is not None:
+        metrics["grades_stop"] = result.grades_stop
     return metrics

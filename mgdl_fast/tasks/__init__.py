@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from ..errors import InputError
 from . import regression, restoration
 from .base import GradeInputs, Objective, Split, Task
 from .functions import FunctionTask
 from .regression import RegressionObjective, RegressionTask, psnr_from_loss
 from .restoration import InverseTask, TVObjective
 
-PRESETS = ("quick", "paper")
+PRESETS = ("quick", "paper", "colour")
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,15 @@ TASKS = {
 
 
 def fit_defaults(task: str, model: str, preset: str) -> dict:
-    """Defaults of an image task for ``model`` under ``preset``: layers, lr, epochs, record
-    and test cadence, early stopping and the feature-cache dtype."""
+    """Defaults of an image task for ``model`` under ``preset``: grades, width, layers, lr,
+    epochs, record and test cadence, early stopping and the feature-cache dtype."""
     spec = TASKS[task]
-    return {**spec.defaults(model), "epochs": spec.epochs[preset]}
+    if preset not in spec.epochs:
+        raise InputError(f"--preset {preset} applies to --task regression (colour images) only")
+    defaults = {**spec.defaults(model), "epochs": spec.epochs[preset]}
+    if preset == "colour":
+        defaults |= regression.COLOUR
+    return defaults
 
 
 __all__ = [

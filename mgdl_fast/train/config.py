@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from ..backends import requested_backend
 from ..backends.base import PRECISIONS, Options
+from ..backends.torch.bf16 import cpu_bf16_reason
 from ..block import INIT_SCHEMES
+from ..encoding import EncodingConfig
 from ..errors import InputError
 
 MODEL_KINDS = ("mgdl", "sgdl")
@@ -25,23 +28,95 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _finite_positive(value) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    )
+
+
+def per_grade(value, k: int):
+    """Grade k's (0-based) entry of a per-grade setting: a scalar for every grade, or a list
+    whose last entry also serves the grades after it."""
+    return value[min(k, len(value) - 1)] if isinstance(value, list) else value
+
+
+def _check_per_grade(name: str, value, valid, what: str) -> None:
+    values = value if isinstance(value, list) else [value]
+    _require(
+        len(values) >= 1 and all(valid(v) for v in values),
+        f"{name} must be {what} or a list of them, one per grade, got {value!r}",
+    )
+
+
+def _positive_int(v) -> bool:
+    return _is_int(v) and v >= 1
+
+
 @dataclass
 class ModelConfig:
-    """Architecture. MGDL: ``grades`` blocks of ``layers`` hidden ReLU layers of ``width``.
-    SGDL: one block of ``grades * layers`` hidden layers trained end to end."""
+    """Architecture. MGDL: ``grades`` blocks; grade k has ``layers`` hidden ReLU layers of
+    ``width`` (each a scalar, or a list with one entry per grade). SGDL: one block of
+    ``grades * layers`` hidden layers of ``width``, trained end to end.
+
+    ``grades="auto"`` (MGDL) adds grades, up to ``max_grades``, while the newest one raises
+    the validation PSNR by at least ``min_gain_db`` (S-MGDL's rule, with a threshold).
+    ``encoding`` ("none", "fourier", "positional") encodes the coordinates grade 1 reads, with
+    ``frequencies``, ``sigma`` and ``encoding_seed`` (mgdl_fast/encoding.py).
+    """
 
     kind: str = "mgdl"
-    grades: int = 4
-    width: int = 128
-    layers: int = 2
+    grades: int | str = 4
+    width: int | list[int] = 128
+    layers: int | list[int] = 2
+    max_grades: int = 8
+    min_gain_db: float = 0.1
+    encoding: str = "none"
+    frequencies: int = 64
+    sigma: float = 5.0
+    encoding_seed: int = 0
 
     def __post_init__(self) -> None:
         _require(self.kind in MODEL_KINDS, f"model must be one of {MODEL_KINDS}, got {self.kind!r}")
-        for name in ("grades", "width", "layers"):
+        _require(
+            _positive_int(self.grades) or self.grades == "auto",
+            f"grades must be an integer >= 1 or auto, got {self.grades!r}",
+        )
+        _require(
+            _positive_int(self.max_grades), f"max_grades must be >= 1, got {self.max_grades!r}"
+        )
+        _require(
+            isinstance(self.min_gain_db, (int, float)) and math.isfinite(self.min_gain_db),
+            f"min_gain_db must be a finite number, got {self.min_gain_db!r}",
+        )
+        for name in ("width", "layers"):
             value = getattr(self, name)
-            _require(
-                _is_int(value) and value >= 1, f"{name} must be an integer >= 1, got {value!r}"
-            )
+            _check_per_grade(name, value, _positive_int, "an integer >= 1")
+            if isinstance(value, list):
+                _require(self.kind == "mgdl", f"per-grade {name} lists apply to MGDL only")
+                _require(
+                    len(value) <= self.planned_grades,
+                    f"{name} lists {len(value)} values for {self.planned_grades} grades",
+                )
+        _require(self.kind == "mgdl" or self.grades != "auto", "grades auto applies to MGDL only")
+        self.encoding_config()
+
+    def encoding_config(self) -> EncodingConfig:
+        return EncodingConfig(self.encoding, self.frequencies, self.sigma, self.encoding_seed)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.grades == "auto"
+
+    @property
+    def planned_grades(self) -> int:
+        """The grades to train (the most, for ``grades="auto"``)."""
+        return self.max_grades if self.grades == "auto" else int(self.grades)
+
+    def width_of(self, k: int) -> int:
+        return per_grade(self.width, k)
+
+    def layers_of(self, k: int) -> int:
+        return per_grade(self.layers, k)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,7 +126,8 @@ class ModelConfig:
 class TrainConfig:
     """Full-batch training of each grade (PROTOCOL 2 defaults).
 
-    ``epochs`` is per grade for MGDL and the total for SGDL (equal compute). Train and
+    ``epochs`` is per grade for MGDL and the total for SGDL (equal compute); ``lr`` and
+    ``epochs`` may be lists with one entry per grade (``for_grade`` picks one). Train and
     validation losses are recorded every ``record_every`` epochs and the test loss every
     ``test_every``; early stopping averages the last ``smooth_window`` validation losses every
     ``record_every * smooth_window`` epochs and stops when the relative change is below
@@ -66,8 +142,8 @@ class TrainConfig:
     allow it; False never does.
     """
 
-    epochs: int = 10_000
-    lr: float = 1e-3
+    epochs: int | list[int] = 10_000
+    lr: float | list[float] = 1e-3
     optimizer: str = "adam"
     early_stopping: bool = True
     record_every: int = 10
@@ -86,18 +162,13 @@ class TrainConfig:
     chunk_size: int = 1 << 16
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "record_every", "smooth_window", "test_every", "chunk_size"):
+        for name in ("record_every", "smooth_window", "test_every", "chunk_size"):
             value = getattr(self, name)
             _require(
                 _is_int(value) and value >= 1, f"{name} must be an integer >= 1, got {value!r}"
             )
-        _require(
-            isinstance(self.lr, (int, float))
-            and self.lr > 0
-            and self.lr == self.lr
-            and self.lr != float("inf"),
-            f"learning rate must be a finite number > 0, got {self.lr!r}",
-        )
+        _check_per_grade("epochs", self.epochs, _positive_int, "an integer >= 1")
+        _check_per_grade("learning rate", self.lr, _finite_positive, "a finite number > 0")
         _require(self.rel_tol >= 0, f"rel_tol must be >= 0, got {self.rel_tol!r}")
         _require(
             _is_int(self.seed) and 0 <= self.seed < 2**63,
@@ -126,6 +197,20 @@ class TrainConfig:
             f"cache dtype must be auto, fp32 or bf16, got {self.cache_dtype!r}",
         )
 
+    def for_grade(self, k: int) -> TrainConfig:
+        """This configuration with grade k's (0-based) learning rate and epochs."""
+        return replace(self, lr=per_grade(self.lr, k), epochs=per_grade(self.epochs, k))
+
+    def check_grades(self, grades: int) -> None:
+        """Refuse per-grade lists longer than the grades they are for."""
+        for name in ("lr", "epochs"):
+            value = getattr(self, name)
+            _require(
+                not isinstance(value, list) or len(value) <= grades,
+                f"{name} lists {len(value) if isinstance(value, list) else 1} values for "
+                f"{grades} grades",
+            )
+
     def options(self) -> Options:
         """The backend options every grade binds with."""
         return Options(self.precision or "auto", bool(self.deterministic))
@@ -135,9 +220,16 @@ class TrainConfig:
         return resolve_device(self.device)
 
     def feature_dtype(self, device: torch.device) -> torch.dtype:
-        if self.cache_dtype == "auto":
-            return torch.bfloat16 if device.type == "cuda" else torch.float32
-        return CACHE_DTYPES[self.cache_dtype]
+        """The cached features' dtype: ``auto`` is bf16 on CUDA, and on a CPU when its grades
+        compute in bf16 (``precision`` bf16, or auto on a CPU with bf16 instructions), so that
+        no epoch converts the features; fp32 otherwise."""
+        if self.cache_dtype != "auto":
+            return CACHE_DTYPES[self.cache_dtype]
+        if device.type == "cuda" or self.precision == "bf16":
+            return torch.bfloat16
+        if self.precision == "auto" and cpu_bf16_reason() is None:
+            return torch.bfloat16
+        return torch.float32
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -19,6 +19,7 @@ import torch
 from ..backends import bind
 from ..backends.engine import Engine
 from ..block import BlockParams, BlockShape
+from ..encoding import make_encoding
 from ..errors import DivergenceError, InputError
 from .cache import FeatureCache, RecomputedFeatures, freeze_grade
 from .config import ModelConfig, TrainConfig
@@ -45,18 +46,21 @@ class FitResult:
     backends: dict[str, str] = field(default_factory=dict)
     diverged: DivergenceError | None = None
     interrupted: Interrupted | None = None
+    grades_stop: str | None = None
 
 
 def grade_shapes(model_cfg: ModelConfig, in_dim: int, out_dim: int) -> list[BlockShape]:
-    """Block shapes: MGDL grade 1 reads ``in_dim`` inputs and later grades ``width`` features;
-    SGDL is one block of ``grades * layers`` hidden layers."""
-    w = model_cfg.width
+    """Block shapes: MGDL grade 1 reads ``in_dim`` inputs and grade k+1 grade k's features
+    (its width); SGDL is one block of ``grades * layers`` hidden layers. For adaptive grades,
+    the most that may be trained."""
     if model_cfg.kind == "sgdl":
-        return [BlockShape(in_dim, w, model_cfg.grades * model_cfg.layers, out_dim)]
-    return [
-        BlockShape(in_dim if k == 0 else w, w, model_cfg.layers, out_dim)
-        for k in range(model_cfg.grades)
-    ]
+        depth = model_cfg.planned_grades * model_cfg.layers_of(0)
+        return [BlockShape(in_dim, model_cfg.width_of(0), depth, out_dim)]
+    shapes: list[BlockShape] = []
+    for k in range(model_cfg.planned_grades):
+        reads = in_dim if k == 0 else shapes[-1].width
+        shapes.append(BlockShape(reads, model_cfg.width_of(k), model_cfg.layers_of(k), out_dim))
+    return shapes
 
 
 def bind_grade(shape: BlockShape, inputs, objective, cfg: TrainConfig) -> Engine:
@@ -115,10 +119,23 @@ def fit(
         raise InputError(f"on_diverge must be one of {ON_DIVERGE}, got {on_diverge!r}")
     if not isinstance(progress, Progress):
         progress = Progress(quiet=not progress)
-    shapes = grade_shapes(model_cfg, task.in_dim, task.out_dim)
+    encoding = make_encoding(model_cfg.encoding_config(), task.in_dim)
+    if encoding is not None and resume is not None and resume.model.encoding is not None:
+        encoding = resume.model.encoding
+    reads = encoding.out_dim if encoding is not None else task.in_dim
+    shapes = grade_shapes(model_cfg, reads, task.out_dim)
+    train_cfg.check_grades(len(shapes))
+    if model_cfg.adaptive and "val" not in objective.splits:
+        raise InputError("grades auto chooses by validation PSNR; this task has no val split")
     coords = {name: task.splits[name].x for name in objective.splits}
+    if encoding is not None:
+        # The encoded coordinates are grade 1's inputs, computed once per split like features.
+        encoding = encoding.to(train_cfg.torch_device())
+        coords = {
+            name: encoding.encode_chunked(x, train_cfg.chunk_size) for name, x in coords.items()
+        }
     feature_dtype = train_cfg.feature_dtype(train_cfg.torch_device())
-    result = FitResult(MultiGradeModel(), list(resume.records) if resume else [])
+    result = FitResult(MultiGradeModel(encoding=encoding), list(resume.records) if resume else [])
     inputs: FeatureCache | RecomputedFeatures = (
         FeatureCache(coords)
         if train_cfg.feature_cache
@@ -133,7 +150,11 @@ def fit(
         torch.set_rng_state(resume.rng)
     start = resume.current if resume is not None else None
     for k in range(len(result.model), len(shapes)):
-        trainer = _GradeTrainer(k + 1, shapes, inputs, objective, model_cfg, train_cfg, result)
+        if (stop := _adaptive_stop(model_cfg, result.records)) is not None:
+            result.grades_stop = stop
+            break
+        grade_cfg = train_cfg.for_grade(k)
+        trainer = _GradeTrainer(k + 1, shapes, inputs, objective, model_cfg, grade_cfg, result)
         try:
             inputs = trainer.train(start, progress, hook, checkpointer, on_diverge)
         except DivergenceError as exc:
@@ -145,7 +166,25 @@ def fit(
         start = None
         if on_grade_end is not None:
             on_grade_end(result)
+    if model_cfg.adaptive and result.grades_stop is None and not result.diverged:
+        result.grades_stop = _adaptive_stop(model_cfg, result.records) or (
+            f"reached max_grades {model_cfg.max_grades}"
+        )
     return result
+
+
+def _adaptive_stop(model_cfg: ModelConfig, records: list[GradeRecord]) -> str | None:
+    """Why ``grades="auto"`` adds no further grade, or None: the newest grade raised the
+    validation PSNR by less than ``min_gain_db``."""
+    if not model_cfg.adaptive or len(records) < 2:
+        return None
+    gain = records[-1].final["val_psnr"] - records[-2].final["val_psnr"]
+    if gain >= model_cfg.min_gain_db:
+        return None
+    return (
+        f"grade {records[-1].grade} raised the validation PSNR by {gain:.3f} dB "
+        f"(< {model_cfg.min_gain_db:g} dB)"
+    )
 
 
 class _GradeTrainer:

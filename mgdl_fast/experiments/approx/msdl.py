@@ -20,7 +20,7 @@ from ...backends import bind
 from ...block import BlockParams, BlockShape
 from ...errors import DivergenceError
 from ...train.cache import FeatureCache
-from ...train.config import TrainConfig
+from ...train.config import TrainConfig, per_grade
 from ...train.early_stop import ValidationSmoothing
 from ...train.history import GradeRecord
 from ...train.loop import Grade, run_grade
@@ -149,7 +149,9 @@ def fit_msdl(
     )
     inputs = FeatureCache({name: split.x for name, split in task.splits.items()})
     objective.start_grade(engine, inputs, params)
-    optimizer = GradeOptimizer(engine, train_cfg.optimizer, train_cfg.lr, params.flat.numel())
+    train_cfg = train_cfg.for_grade(0)
+    lr = per_grade(train_cfg.lr, 0)
+    optimizer = GradeOptimizer(engine, train_cfg.optimizer, lr, params.flat.numel())
     rule = ValidationSmoothing(train_cfg.record_every, train_cfg.smooth_window, train_cfg.rel_tol)
     start, diverged = time.perf_counter(), None
     try:

@@ -24,6 +24,8 @@ OBSERVATION = {"denoise": (10.0, None), "deblur": (3.0, 3.0)}
 # no early stopping, fp32 features (as the authors' JAX); test_every None: at every record
 # (the objective records one PSNR, against the clean image, for its only split).
 DEFAULTS = {
+    "grades": 4,
+    "width": 128,
     "layers": 3,
     "record_every": 100,
     "test_every": None,
