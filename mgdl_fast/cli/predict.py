@@ -54,7 +54,7 @@ def run(args) -> int:
         height, width = image.get("height"), image.get("width")
         if not (height and width):
             raise InputError("the checkpoint records no image size; pass --size H W")
-    if model.grades[0].shape.in_dim != 2:
+    if model.in_dim != 2:
         raise InputError("predict renders image models (2-d coordinate inputs) only")
     out = Path(args.out) if args.out else folder / f"render_{height}x{width}.png"
     progress = Progress(quiet=args.quiet)

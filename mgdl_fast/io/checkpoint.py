@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..block import BlockParams, BlockShape
+from ..encoding import Encoding, EncodingConfig
 from ..errors import InputError
 from ..train.config import resolve_device
 from ..train.model import MultiGradeModel
@@ -37,19 +38,34 @@ def _with(stem: Path, suffix: str) -> Path:
     return stem.with_name(stem.name + suffix)
 
 
+def encoding_meta(model: MultiGradeModel) -> dict | None:
+    """How a checkpoint records the model's input encoding (its frequencies are a tensor)."""
+    if model.encoding is None:
+        return None
+    return {**model.encoding.config.to_dict(), "in_dim": model.encoding.in_dim}
+
+
+def model_tensors(model: MultiGradeModel) -> dict[str, torch.Tensor]:
+    """``grade1``..``gradeK`` and, with an encoding, its frequencies ``encoding``."""
+    tensors = {f"grade{k + 1}": p.flat for k, p in enumerate(model.grades)}
+    if model.encoding is not None:
+        tensors["encoding"] = model.encoding.matrix
+    return {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+
+
 def save_checkpoint(path: str | Path, model: MultiGradeModel, config: dict) -> tuple[Path, Path]:
-    """Write ``<stem>.safetensors`` (tensors ``grade1``..``gradeK``) and ``<stem>.json`` (each
-    grade's shape and output scale, and ``config``, which must be JSON-serialisable; it is
-    checked before anything is written). Returns the two paths."""
+    """Write ``<stem>.safetensors`` (tensors ``grade1``..``gradeK``, the encoding's
+    frequencies) and ``<stem>.json`` (each grade's shape and output scale, the encoding, and
+    ``config``, which must be JSON-serialisable; it is checked before anything is written).
+    Returns the two paths."""
     stem = checkpoint_stem(path)
     grades = [{**p.shape.to_dict(), "scale": s} for p, s in zip(model.grades, model.scales)]
+    meta = {"format": FORMAT, "grades": grades, "encoding": encoding_meta(model), "config": config}
     try:
-        text = json.dumps({"format": FORMAT, "grades": grades, "config": config}, indent=2)
+        text = json.dumps(meta, indent=2)
     except (TypeError, ValueError) as exc:
         raise InputError(f"checkpoint config is not JSON-serialisable: {exc}") from None
-    tensors = {
-        f"grade{k + 1}": p.flat.detach().cpu().contiguous() for k, p in enumerate(model.grades)
-    }
+    tensors = model_tensors(model)
     tensor_path, json_path = _with(stem, ".safetensors"), _with(stem, ".json")
     atomic.atomic_write(
         tensor_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT})
@@ -89,10 +105,11 @@ def verify_against_manifest(files: list[Path]) -> None:
 
 
 def model_from_tensors(
-    grades: list[dict], tensors: dict[str, torch.Tensor], source
+    grades: list[dict], tensors: dict[str, torch.Tensor], source, encoding: dict | None = None
 ) -> MultiGradeModel:
-    """The model of ``grades`` (shape and scale each) from ``gradeK`` tensors, all checked."""
-    model = MultiGradeModel()
+    """The model of ``grades`` (shape and scale each) from ``gradeK`` tensors and, when
+    recorded, its input ``encoding`` (config and in_dim; frequencies in ``tensors``)."""
+    model = MultiGradeModel(encoding=_encoding(encoding, tensors, source))
     for k, grade in enumerate(grades):
         try:
             shape, scale = BlockShape.from_dict(grade), float(grade["scale"])
@@ -109,7 +126,19 @@ def model_from_tensors(
             raise InputError(f"{source}: {exc}") from None
     if not len(model):
         raise InputError(f"{source}: the checkpoint holds no grades")
+    if model.encoding is not None and model.encoding.out_dim != model.grades[0].shape.in_dim:
+        raise InputError(f"{source}: the encoding does not feed grade 1")
     return model
+
+
+def _encoding(meta: dict | None, tensors: dict[str, torch.Tensor], source) -> Encoding | None:
+    if not meta:
+        return None
+    try:
+        config = EncodingConfig(**{k: v for k, v in meta.items() if k != "in_dim"})
+        return Encoding(config, int(meta["in_dim"]), tensors["encoding"])
+    except (KeyError, TypeError, ValueError, InputError) as exc:
+        raise InputError(f"{source}: the input encoding is malformed ({exc})") from None
 
 
 def load_checkpoint(
@@ -134,5 +163,5 @@ def load_checkpoint(
         raise InputError(f"cannot read checkpoint {stem}: {str(exc).splitlines()[0]}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{json_path} is not an mgdl_fast checkpoint (format {FORMAT})")
-    model = model_from_tensors(meta.get("grades", []), tensors, json_path)
+    model = model_from_tensors(meta.get("grades", []), tensors, json_path, meta.get("encoding"))
     return model.to(device), meta.get("config", {})

@@ -16,14 +16,14 @@ from ..train.history import GradeRecord
 from ..train.model import MultiGradeModel
 from ..train.state import GradeProgress, TrainingState
 from . import atomic
-from .checkpoint import model_from_tensors
+from .checkpoint import encoding_meta, model_from_tensors, model_tensors
 
 FORMAT = "mgdl_fast.state/1"
 
 
 def save_state(path: str | Path, state: TrainingState, config: dict) -> None:
     """Write ``state`` (and the run's ``config``) to ``path``."""
-    tensors = {f"grade{k + 1}": p.flat for k, p in enumerate(state.model.grades)}
+    tensors = dict(model_tensors(state.model))
     tensors |= {f"objective.{name}": t for name, t in state.objective.items()}
     if state.rng is not None:
         tensors["rng.torch"] = state.rng
@@ -41,7 +41,8 @@ def save_state(path: str | Path, state: TrainingState, config: dict) -> None:
         "grades": [
             {**p.shape.to_dict(), "scale": s}
             for p, s in zip(state.model.grades, state.model.scales)
-        ],  # fmt: skip
+        ],
+        "encoding": encoding_meta(state.model),
         "records": [r.to_dict() for r in state.records],
         "current": current,
     }
@@ -60,7 +61,8 @@ def load_state(path: str | Path, device: torch.device) -> tuple[TrainingState, d
         raise InputError(f"cannot read the run state {path}: {exc}") from None
     if meta.get("format") != FORMAT:
         raise InputError(f"{path} is not an mgdl_fast run state (format {FORMAT})")
-    model = model_from_tensors(meta["grades"], tensors, path) if meta["grades"] else None
+    grades, encoding = meta["grades"], meta.get("encoding")
+    model = model_from_tensors(grades, tensors, path, encoding) if grades else None
     current = None
     if meta["current"] is not None:
         c = meta["current"]

@@ -192,7 +192,13 @@ class MultiGrade(nn.Module):
     @classmethod
     def from_model(cls, model: MultiGradeModel, **kwargs) -> MultiGrade:
         """A module holding copies of a trained ``MultiGradeModel``'s grades (frozen);
-        keyword arguments (backend, precision, ...) go to every ``Grade``."""
+        keyword arguments (backend, precision, ...) go to every ``Grade``. A model with an
+        input encoding is refused (the modules read the encoded inputs' dims, not the raw
+        coordinates)."""
+        if model.encoding is not None:
+            raise InputError(
+                "a model with an input encoding has no nn.Module form yet; use predict/render"
+            )
         grades = [Grade.from_params(p, **kwargs).freeze() for p in model.grades]
         return cls(grades, model.scales)
 

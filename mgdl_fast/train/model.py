@@ -10,6 +10,7 @@ from ..backends import bind
 from ..backends.base import Options, check_tensor
 from ..backends.engine import Engine
 from ..block import BlockParams
+from ..encoding import Encoding
 from ..errors import InputError
 from ..grid import grid_rows
 
@@ -23,12 +24,19 @@ class MultiGradeModel:
     """Frozen grades ``g_1..g_K``: grade 1 reads the inputs, grade k+1 reads grade k's last hidden
     features, and the prediction is ``sum_k scale_k * output_k`` (scales are 1 for regression).
 
-    An SGDL network is the one-grade case.
+    An SGDL network is the one-grade case. With an ``encoding`` (Fourier or positional
+    features), inputs are encoded before grade 1 reads them.
     """
 
-    def __init__(self, grades: list[BlockParams] | None = None, scales: list[float] | None = None):
+    def __init__(
+        self,
+        grades: list[BlockParams] | None = None,
+        scales: list[float] | None = None,
+        encoding: Encoding | None = None,
+    ):
         self.grades: list[BlockParams] = list(grades or [])
         self.scales: list[float] = list(scales) if scales is not None else [1.0] * len(self.grades)
+        self.encoding = encoding
         if len(self.scales) != len(self.grades):
             raise ValueError("one scale per grade")
 
@@ -48,9 +56,18 @@ class MultiGradeModel:
     def device(self) -> torch.device:
         return self.grades[0].flat.device
 
+    @property
+    def in_dim(self) -> int:
+        """What the model reads: the coordinates' dim (before any encoding)."""
+        return self.encoding.in_dim if self.encoding else self.grades[0].shape.in_dim
+
     def to(self, device: torch.device | str) -> MultiGradeModel:
         grades = [BlockParams(p.shape, p.flat.to(device)) for p in self.grades]
-        return MultiGradeModel(grades, self.scales)
+        encoding = self.encoding.to(device) if self.encoding else None
+        return MultiGradeModel(grades, self.scales, encoding)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoding(x) if self.encoding is not None else x
 
     def to_module(self, **kwargs) -> MultiGrade:
         """The grades as a ``mgdl_fast.nn.MultiGrade`` module (copies, frozen); keyword
@@ -71,7 +88,7 @@ class MultiGradeModel:
         return self.grades[:num_grades]
 
     def _check_inputs(self, x: object, chunk_size: object) -> None:
-        check_tensor("x", x, rows=None, cols=self.grades[0].shape.in_dim, dtypes=(torch.float32,),
+        check_tensor("x", x, rows=None, cols=self.in_dim, dtypes=(torch.float32,),
                      device=self.device)  # fmt: skip
         _positive("chunk_size", chunk_size)
 
@@ -112,7 +129,7 @@ class MultiGradeModel:
         part = torch.empty(chunk, grades[-1].shape.out_dim, device=x.device)
         feats = [torch.empty(chunk, p.shape.width, device=x.device) for p in grades[:-1]]
         for start in range(0, x.shape[0], chunk):
-            h = x[start : start + chunk]
+            h = self._encode(x[start : start + chunk])
             n = h.shape[0]
             for k, (params, engine, scale) in enumerate(zip(grades, engines, self.scales)):
                 last = k + 1 == len(grades)
@@ -135,7 +152,7 @@ class MultiGradeModel:
         part = torch.empty(chunk, self.grades[-1].shape.out_dim, device=x.device)
         feats = [torch.empty(chunk, p.shape.width, device=x.device) for p in self.grades]
         for start in range(0, x.shape[0], chunk):
-            h = x[start : start + chunk]
+            h = self._encode(x[start : start + chunk])
             n = h.shape[0]
             for params, engine, buf in zip(self.grades, engines, feats):
                 engine.forward(h, params.flat, part[:n], buf[:n])
