@@ -1,22 +1,27 @@
-"""Tile math shared by the block kernels: BM pixels forward through a ReLU block, on chip.
+"""Tile math shared by the block kernels: one tile of rows forward through a ReLU block, on chip.
 
 Flat parameter layout (mgdl_fast/block.py): hidden layer l (0-based) is W_l [in, W] then b_l [W]
 (in = D for l = 0, else W), then the output layer W_o [W, C], b_o [C]; gradients use the same
-layout. ``p_ptr`` is that fp32 vector; ``w_ptr`` is the same vector in the dtype the products
-read (a bf16 copy for DOT "bf16": half the registers and shared memory per weight tile; else
-``p_ptr`` itself), used for the W -> W weights only.
+layout. ``p_ptr`` is that fp32 vector. ``w_ptr`` holds it in product precision (a bf16 copy for
+DOT "bf16", rounded to tf32 for "tf32", else fp32), read for the W x W weights only; for
+streamed weights (RESIDENT False) it is a TMA descriptor of that vector as ``[P // W, W]``.
 
-A hidden activation ``[BM, W]`` is a tuple of NC = cdiv(W, WC) column chunks ``[BM, WC]`` (WC a
-power of two), and a W -> W weight is read in ``[WC, WC]`` blocks: a chunk is the unit of a
-tensor-core product, so W = 256 needs no 256 x 256 operand in shared memory, and a narrower
-chunk trades larger products for fewer live registers. Columns past W are masked to 0, so a
-padded unit is relu(0) = 0 and contributes nothing. The D <= 3 input layer and the C <= 4
-output layer are CUDA-core FMAs and row reductions: a tl.dot with K < 16 does not compile for
-the GPU.
+Activations are held transposed: a hidden layer of a BM-row tile is a tuple of NC = cdiv(W, WC)
+chunks ``[WC, BM]`` (features x rows). A W x W weight is read in ``[WC, WC]`` blocks (k, j) of
+its ``[in, out]`` storage and every product has a feature chunk as M and the rows as N:
+forward ``a_j = sum_k B_kj^T @ h_k``, input gradient ``g_k = sum_j B_kj @ g_j``, weight
+gradient ``dW_kj = h_k @ g_j^T``. Per-feature vectors (biases, the output weights, the 1-3 rows
+of an input layer) are ``[WC]`` chunks along M: 2 registers per thread each. Features past W
+are masked to 0: a padded unit is relu(0) = 0 and adds nothing. The C <= 4 output layer is
+CUDA-core reductions; a D <= 3 input layer is FMAs in the forward kernel and one K = 16
+product of split operands in the training kernels (``_input_weights``; a tl.dot with K < 16
+does not compile for the GPU).
 
-DOT picks the precision of the products (see kernels/_config.py): "bf16" rounds both operands
-to bf16 and keeps hidden activations in bf16; "bf16emu" is the same arithmetic for the
-interpreter; "tf32" and "ieee" keep fp32 activations. Every product accumulates in fp32.
+DOT picks the product precision (kernels/_config.py): "bf16" keeps product operands in bf16,
+"bf16emu" rounds them to bf16 values in fp32 (the interpreter), "tf32" rounds fp32 operands to
+tf32 explicitly (to nearest, ties away) so the tensor cores' truncation never applies, "ieee"
+is fp32. Every product accumulates in fp32; the last hidden layer stays fp32 (it feeds only
+CUDA-core work and the cached features).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def _offset(layer: tl.constexpr, D: tl.constexpr, W: tl.constexpr):
 
 @triton.jit
 def _round_bf16(x):
-    """fp32 ``x`` rounded to the nearest bf16 (ties to even) and kept in fp32: the GPU's
+    """fp32 ``x`` rounded to the nearest bf16 (ties to even), kept in fp32: the GPU's
     cvt.rn.bf16.f32, which the interpreter's cast replaces by truncation."""
     u = x.to(tl.uint32, bitcast=True)
     u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
@@ -41,12 +46,22 @@ def _round_bf16(x):
 
 
 @triton.jit
+def _round_tf32(x):
+    """fp32 ``x`` rounded to tf32 (10 mantissa bits, to nearest, ties away from zero), as
+    cvt.rna.tf32.f32 does; NaN and infinities stay what they are."""
+    u = x.to(tl.uint32, bitcast=True)
+    return ((u + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _act(h, DOT: tl.constexpr):
-    """Activations are stored as the next product reads them: bf16, or fp32."""
+    """A product operand as the products read it: bf16, bf16 or tf32 values in fp32, or fp32."""
     if DOT == "bf16":
         out = h.to(tl.bfloat16)
     elif DOT == "bf16emu":
         out = _round_bf16(h.to(tl.float32))
+    elif DOT == "tf32":
+        out = _round_tf32(h.to(tl.float32))
     else:
         out = h.to(tl.float32)
     return out
@@ -54,118 +69,218 @@ def _act(h, DOT: tl.constexpr):
 
 @triton.jit
 def _mm(a, b, acc, DOT: tl.constexpr):
-    """``acc + a [M, K] @ b [K, N]`` in fp32, the product in precision DOT."""
+    """``acc + a @ b`` in fp32 for operands already in product precision (``_act``)."""
     if DOT == "bf16":
-        c = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16), acc)
-    elif DOT == "bf16emu":
-        a16 = _round_bf16(a.to(tl.float32))
-        c = tl.dot(a16, _round_bf16(b.to(tl.float32)), acc, input_precision="ieee")
+        c = tl.dot(a, b, acc)
+    elif DOT == "tf32":
+        c = tl.dot(a, b, acc, input_precision="tf32")
     else:
-        c = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision=DOT)
+        c = tl.dot(a, b, acc, input_precision="ieee")
     return c
 
 
 @triton.jit
+def _relu(a):
+    """ReLU that keeps NaN (PTX max.NaN.f32): a diverged grade must not report a finite loss."""
+    return tl.maximum(a, 0.0, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
 def _cols(j: tl.constexpr, WC: tl.constexpr):
-    """Column indices ``[WC]`` of chunk j."""
+    """Feature indices ``[WC]`` of chunk j."""
     return j * WC + tl.arange(0, WC)
 
 
 @triton.jit
-def _wblock(w_ptr, off, kc: tl.constexpr, jc: tl.constexpr, W: tl.constexpr, WC: tl.constexpr):
-    """Block (kc, jc) ``[WC, WC]`` of the W x W weight at ``w_ptr + off``, zero past W."""
-    r = _cols(kc, WC)
-    c = _cols(jc, WC)
+def _vec(p_ptr, off, j: tl.constexpr, W: tl.constexpr, WC: tl.constexpr, stride: tl.constexpr):
+    """Chunk j ``[WC]`` fp32 of W values at ``p_ptr + off + f * stride``, 0 past W."""
+    c = _cols(j, WC)
+    return tl.load(p_ptr + off + c * stride, mask=c < W, other=0.0)
+
+
+@triton.jit
+def _wblock(w_ptr, off, k: tl.constexpr, j: tl.constexpr, W: tl.constexpr, WC: tl.constexpr,
+            DOT: tl.constexpr):  # fmt: skip
+    """Block (k, j) ``[WC in, WC out]`` of the W x W weight at ``w_ptr + off``, 0 past W.
+
+    The host hands ``w`` over in product precision ("bf16": a bf16 copy; "tf32": rounded to
+    tf32), so the block is a plain load that stays in shared memory: a weight computed in
+    registers would become a register operand, 64 registers per thread for 128 x 128 fp32.
+    Only the interpreter's "bf16emu" rounds here."""
+    r = _cols(k, WC)
+    c = _cols(j, WC)
     ptrs = w_ptr + off + r[:, None] * W + c[None, :]
     if W % WC == 0:
         w = tl.load(ptrs)
     else:
         w = tl.load(ptrs, mask=(r < W)[:, None] & (c < W)[None, :], other=0.0)
+    if DOT == "bf16emu":
+        w = _round_bf16(w)
     return w
 
 
 @triton.jit
-def _vec(p_ptr, off, j: tl.constexpr, W: tl.constexpr, WC: tl.constexpr):
-    """Chunk j ``[WC]`` fp32 of the W parameters at ``p_ptr + off`` (a bias or a weight row)."""
-    c = _cols(j, WC)
-    return tl.load(p_ptr + off + c, mask=c < W, other=0.0)
+def _split(v, DOT: tl.constexpr):
+    """``(hi, lo)`` fp32 with ``hi + lo`` = v to about 16 (bf16) or 21 (tf32) bits, each exact
+    in product precision (``lo`` = 0 for fp32 products)."""
+    if DOT == "ieee":
+        hi = v
+        lo = v * 0.0
+    elif DOT == "tf32":
+        hi = _round_tf32(v)
+        lo = _round_tf32(v - hi)
+    else:
+        hi = _round_bf16(v)
+        lo = _round_bf16(v - hi)
+    return hi, lo
 
 
 @triton.jit
-def _dense(h, w_ptr, p_ptr, off, W: tl.constexpr, WC: tl.constexpr, BM: tl.constexpr,
-           DOT: tl.constexpr):  # fmt: skip
-    """``relu(h @ W_l + b_l)`` for the W -> W layer whose weight is at ``off`` (its bias
-    follows it); ``h`` and the result are tuples of ``[BM, WC]`` chunks."""
-    out = ()
-    for j in tl.static_range((W + WC - 1) // WC):
-        a = tl.zeros([BM, WC], tl.float32)
-        for k in tl.static_range((W + WC - 1) // WC):
-            a = _mm(h[k], _wblock(w_ptr, off, k, j, W, WC), a, DOT)
-        out = out + (_act(tl.maximum(a + _vec(p_ptr, off + W * W, j, W, WC)[None, :], 0.0), DOT),)
-    return out
+def _input_weights(vs, D: tl.constexpr, W: tl.constexpr, WC: tl.constexpr, L: tl.constexpr,
+                   C: tl.constexpr, DOT: tl.constexpr):  # fmt: skip
+    """The D <= 3 input layer as NC blocks ``[WC, 16]`` (product precision): columns 3d .. 3d+2
+    hold (w_hi, w_lo, w_hi) of input d, matching ``_input_tile``'s rows (x_hi, x_hi, x_lo), so
+    one K = 16 product gives ``sum_d x_d w_d`` to about fp32 accuracy: coordinates rounded to
+    bf16 alone would merge neighbouring pixels of a 1024^2 grid."""
+    NC: tl.constexpr = (W + WC - 1) // WC
+    kk = tl.arange(0, 16)
+    blocks = ()
+    for j in tl.static_range(NC):
+        wk = tl.zeros([WC, 16], tl.float32)
+        for d in tl.static_range(D):
+            hi, lo = _split(vs[(L + C + d) * NC + j], DOT)
+            wk = tl.where(kk[None, :] == 3 * d, hi[:, None], wk)
+            wk = tl.where(kk[None, :] == 3 * d + 1, lo[:, None], wk)
+            wk = tl.where(kk[None, :] == 3 * d + 2, hi[:, None], wk)
+        blocks = blocks + (_act(wk, DOT),)
+    return blocks
 
 
 @triton.jit
-def _forward(
-    x_ptr,
-    rows,
-    rmask,
-    p_ptr,
-    w_ptr,
-    D: tl.constexpr,
-    W: tl.constexpr,
-    WC: tl.constexpr,
-    L: tl.constexpr,
-    BM: tl.constexpr,
-    DOT: tl.constexpr,
-):
-    """Activations of one tile of rows ``[BM]`` (``rmask`` marks those < N):
-    ``(h_0, h_1, ..., h_L)``, each a tuple of ``[BM, WC]`` chunks.
+def _input_tile(xs, D: tl.constexpr, BM: tl.constexpr, DOT: tl.constexpr):
+    """A tile's D <= 3 input columns as the ``[16, BM]`` operand of ``_input_weights``."""
+    kk = tl.arange(0, 16)
+    xk = tl.zeros([16, BM], tl.float32)
+    for d in tl.static_range(D):
+        hi, lo = _split(xs[d], DOT)
+        xk = tl.where(kk[:, None] == 3 * d, hi[None, :], xk)
+        xk = tl.where(kk[:, None] == 3 * d + 1, hi[None, :], xk)
+        xk = tl.where(kk[:, None] == 3 * d + 2, lo[None, :], xk)
+    return _act(xk, DOT)
 
-    ``h_0`` is the input when D == W and an unused 0 otherwise (the backward reloads D <= 3
-    input columns, cheaper than keeping them live).
-    """
+
+@triton.jit
+def _weights(w_ptr, vs, D: tl.constexpr, W: tl.constexpr, WC: tl.constexpr, L: tl.constexpr,
+             C: tl.constexpr, DOT: tl.constexpr, RESIDENT: tl.constexpr,
+             INPUT_MMA: tl.constexpr):  # fmt: skip
+    """``(input-layer blocks, W x W blocks)``, loaded before the tile loop so they stay in
+    shared memory for the launch: ``_input_weights`` (D <= 3 and INPUT_MMA), and with RESIDENT
+    every W x W weight block, flat layer by layer (from the first W x W one), ``k * NC + j``."""
+    NC: tl.constexpr = (W + WC - 1) // WC
+    win = ()
+    if D != W and INPUT_MMA:
+        win = _input_weights(vs, D, W, WC, L, C, DOT)
+    ws = ()
+    if RESIDENT:
+        for layer in tl.static_range(0 if D == W else 1, L):
+            for i in tl.static_range(NC * NC):
+                ws = ws + (_wblock(w_ptr, _offset(layer, D, W), i // NC, i % NC, W, WC, DOT),)
+    return win, ws
+
+
+@triton.jit
+def _block(ws, w_ptr, layer: tl.constexpr, k: tl.constexpr, j: tl.constexpr, D: tl.constexpr,
+           W: tl.constexpr, WC: tl.constexpr, DOT: tl.constexpr,
+           RESIDENT: tl.constexpr):  # fmt: skip
+    """Block (k, j) of layer ``layer``'s weight: resident (``_weights``), or streamed now."""
+    NC: tl.constexpr = (W + WC - 1) // WC
+    if RESIDENT:
+        b = ws[1][(layer - (0 if D == W else 1)) * NC * NC + k * NC + j]
+    else:
+        # A tensor-memory-accelerator copy straight into shared memory: a load through
+        # registers would hold a 128 x 128 block (32 registers per thread) per use.
+        b = w_ptr.load([_offset(layer, D, W) // W + k * WC, j * WC])
+        if DOT == "bf16emu":
+            b = _round_bf16(b)
+    return b
+
+
+@triton.jit
+def _vectors(p_ptr, D: tl.constexpr, W: tl.constexpr, WC: tl.constexpr, L: tl.constexpr,
+             C: tl.constexpr):  # fmt: skip
+    """The per-feature parameters, flat tuple of ``[WC]`` chunks: b_0 .. b_{L-1}, then the
+    output weight's C columns, then (D <= 3) the input layer's D rows."""
+    NC: tl.constexpr = (W + WC - 1) // WC
+    vs = ()
+    for layer in tl.static_range(L):
+        for j in tl.static_range(NC):
+            vs = vs + (_vec(p_ptr, _offset(layer + 1, D, W) - W, j, W, WC, 1),)
+    for c in tl.static_range(C):
+        for j in tl.static_range(NC):
+            vs = vs + (_vec(p_ptr, _offset(L, D, W) + c, j, W, WC, C),)
+    if D != W:
+        for d in tl.static_range(D):
+            for j in tl.static_range(NC):
+                vs = vs + (_vec(p_ptr, d * W, j, W, WC, 1),)
+    return vs
+
+
+@triton.jit
+def _inputs(x_ptr, row0, rmask, D: tl.constexpr, W: tl.constexpr, WC: tl.constexpr,
+            BM: tl.constexpr, DOT: tl.constexpr):  # fmt: skip
+    """Inputs of the tile of rows ``row0 + [0, BM)`` (``rmask``: those < N): D == W: the
+    chunks ``[WC, BM]`` of x^T in product precision; else the D columns ``[BM]`` fp32."""
+    r = tl.arange(0, BM)
+    xs = ()
     if D == W:
-        h0 = ()
         for k in tl.static_range((W + WC - 1) // WC):
             c = _cols(k, WC)
             mask = rmask[:, None] & (c < W)[None, :]
-            x = tl.load(x_ptr + rows[:, None] * W + c[None, :], mask=mask, other=0.0)
-            h0 = h0 + (_act(x, DOT),)
-        h = _dense(h0, w_ptr, p_ptr, 0, W, WC, BM, DOT)
+            x = tl.load(x_ptr + row0 * W + r[:, None] * W + c[None, :], mask=mask, other=0.0)
+            xs = xs + (tl.trans(_act(x, DOT)),)
     else:
-        h0 = 0.0
+        for d in tl.static_range(D):
+            x = tl.load(x_ptr + row0 * D + r * D + d, mask=rmask, other=0.0)
+            xs = xs + (x.to(tl.float32),)
+    return xs
+
+
+@triton.jit
+def _forward(xs, ws, vs, w_ptr, D: tl.constexpr, W: tl.constexpr, WC: tl.constexpr,
+             L: tl.constexpr, C: tl.constexpr, BM: tl.constexpr, DOT: tl.constexpr,
+             RESIDENT: tl.constexpr, INPUT_MMA: tl.constexpr):  # fmt: skip
+    """``(h_0, ..., h_L)``, each a tuple of ``[WC, BM]`` chunks (h_0 = the inputs ``xs``):
+    h_1 .. h_{L-1} in product precision, h_L fp32. ``vs`` from ``_vectors``.
+
+    A D <= 3 input layer is the K = 16 product of ``_input_weights`` with INPUT_MMA (training:
+    its result comes from a product, so the compiler does not recompute it in each layout its
+    uses need, which cost registers), else FMAs (the forward: 4 x fewer tensor-core FLOPs)."""
+    NC: tl.constexpr = (W + WC - 1) // WC
+    hs = (xs,)
+    for layer in tl.static_range(L):
         h = ()
-        for j in tl.static_range((W + WC - 1) // WC):
-            a = tl.zeros([BM, WC], tl.float32) + _vec(p_ptr, D * W, j, W, WC)[None, :]
-            for d in tl.static_range(D):
-                xd = tl.load(x_ptr + rows * D + d, mask=rmask, other=0.0).to(tl.float32)
-                a += xd[:, None] * _vec(p_ptr, d * W, j, W, WC)[None, :]
-            h = h + (_act(tl.maximum(a, 0.0), DOT),)
-    hs = (h0, h)
-    for layer in tl.static_range(1, L):
-        h = _dense(h, w_ptr, p_ptr, _offset(layer, D, W), W, WC, BM, DOT)
+        for j in tl.static_range(NC):
+            a = tl.zeros([WC, BM], tl.float32) + vs[layer * NC + j][:, None]
+            if layer == 0 and D != W and INPUT_MMA:
+                a = _mm(ws[0][j], _input_tile(xs, D, BM, DOT), a, DOT)
+            elif layer == 0 and D != W:
+                for d in tl.static_range(D):
+                    a += vs[(L + C + d) * NC + j][:, None] * xs[d][None, :]
+            else:
+                for k in tl.static_range(NC):
+                    b = _block(ws, w_ptr, layer, k, j, D, W, WC, DOT, RESIDENT)
+                    a = _mm(tl.trans(b), hs[layer][k], a, DOT)
+            a = _relu(a)
+            h = h + ((a if layer == L - 1 else _act(a, DOT)),)
         hs = hs + (h,)
     return hs
 
 
 @triton.jit
-def _output(
-    h,
-    p_ptr,
-    c: tl.constexpr,
-    D: tl.constexpr,
-    W: tl.constexpr,
-    WC: tl.constexpr,
-    L: tl.constexpr,
-    C: tl.constexpr,
-    BM: tl.constexpr,
-):
-    """Output channel ``c`` ``[BM]`` fp32 of a tile: row reductions of the chunks of h_L."""
-    off = _offset(L, D, W)
-    out = tl.zeros([BM], tl.float32) + tl.load(p_ptr + off + W * C + c)
-    for j in tl.static_range((W + WC - 1) // WC):
-        k = _cols(j, WC)
-        w_c = tl.load(p_ptr + off + k * C + c, mask=k < W, other=0.0)
-        out += tl.sum(h[j].to(tl.float32) * w_c[None, :], axis=1)
+def _output(h, vs, bo, c: tl.constexpr, W: tl.constexpr, WC: tl.constexpr, L: tl.constexpr):
+    """Output channel ``c`` ``[BM]`` fp32 of a tile: ``bo + sum_f W_o[f, c] h_L[f]``."""
+    NC: tl.constexpr = (W + WC - 1) // WC
+    out = bo + tl.sum(h[0] * vs[(L + c) * NC][:, None], axis=0)
+    for j in tl.static_range(1, NC):
+        out += tl.sum(h[j] * vs[(L + c) * NC + j][:, None], axis=0)
     return out

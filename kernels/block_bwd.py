@@ -6,8 +6,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._backward import _backward
-from ._block import _forward
+from ._backward import _backward, _write_grads, _zeros
+from ._block import _forward, _inputs, _vectors, _weights
 
 
 @triton.jit
@@ -17,11 +17,14 @@ def _block_bwd_kernel(
     w_ptr,
     go_ptr,
     acc_ptr,
+    gs_ptr,
+    hs_ptr,
     gx_ptr,
     N,
     num_tiles,
     num_programs,
     acc_stride,
+    slot,
     D: tl.constexpr,
     W: tl.constexpr,
     WC: tl.constexpr,
@@ -29,35 +32,41 @@ def _block_bwd_kernel(
     C: tl.constexpr,
     BM: tl.constexpr,
     DOT: tl.constexpr,
+    RESIDENT: tl.constexpr,
+    KEEP: tl.constexpr,
+    STAGES: tl.constexpr,
     ATOMIC: tl.constexpr,
     WRITE_GX: tl.constexpr,
 ):
-    """dL/dparams (and with WRITE_GX dL/dx) for ``go = dL/dout [N, C]`` (fp32 or bf16).
+    """dL/dparams (and with WRITE_GX dL/dx ``gx [N, D]`` fp32) for ``go = dL/dout [N, C]`` fp32.
 
-    ``x [N, D]`` fp32 or bf16, ``p [P]`` fp32, ``w [P]`` the same in the product dtype,
-    ``gx [N, D]`` fp32 or bf16. Persistent like
-    ``_grade_step_kernel``: program i adds its tiles' gradients into ``acc`` row i
-    (``[G, acc_stride]`` fp32), or with ATOMIC into the zeroed gradient ``[P]`` itself.
+    ``x [N, D]`` fp32 or bf16, ``p [P]`` fp32, ``w`` the W x W weights in product precision
+    (kernels/_block.py); scratch layers leave g_l and h_l in ``gs`` / ``hs`` (slots of ``slot``
+    elements, kernels/_backward.py). Persistent like ``_grade_step_kernel``: program i
+    accumulates its tiles' gradients on chip and writes them once into ``acc`` row i
+    (``[G, acc_stride]`` fp32), or with ATOMIC adds them to the zeroed gradient ``[P]``.
     """
     pid = tl.program_id(0)
     acc_ptr += pid.to(tl.int64) * acc_stride
-    t = pid
-    # A while loop: Triton 3.6's interpreter cannot take a run-time range() bound under
-    # NumPy >= 2.4 (it converts a 1-element array to int); a for loop would let Triton
-    # software-pipeline the next tile's loads, a trade to time on a GPU.
-    while t < num_tiles:
-        rows = t.to(tl.int64) * BM + tl.arange(0, BM)
-        rmask = rows < N
-        hs = _forward(x_ptr, rows, rmask, p_ptr, w_ptr, D, W, WC, L, BM, DOT)
+    vs = _vectors(p_ptr, D, W, WC, L, C)
+    ws = _weights(w_ptr, vs, D, W, WC, L, C, DOT, RESIDENT, True)
+    dws, gvs, gbo = _zeros(D, W, WC, L, C, KEEP)
+    for t in tl.range(pid, num_tiles, num_programs, num_stages=STAGES):
+        # 64-bit tile offset, 32-bit offsets inside it: N * W may pass 2^31.
+        row0 = tl.cast(t, tl.int64) * BM
+        r = tl.arange(0, BM)
+        rmask = r < N - row0
+        xs = _inputs(x_ptr, row0, rmask, D, W, WC, BM, DOT)
+        if not RESIDENT:
+            # Streamed weights: the vectors too, each tile (from L1), to free registers.
+            vs = _vectors(p_ptr, D, W, WC, L, C)
+        hs = _forward(xs, ws, vs, w_ptr, D, W, WC, L, C, BM, DOT, RESIDENT, True)
         g_outs = ()
         for c in tl.static_range(C):
-            g_c = tl.load(go_ptr + rows * C + c, mask=rmask, other=0.0).to(tl.float32)
-            g_outs = g_outs + (g_c,)
-        _backward(
-            hs, g_outs, x_ptr, rows, rmask, p_ptr, w_ptr, acc_ptr, t != pid, gx_ptr,
-            D, W, WC, L, C, BM, DOT, ATOMIC, WRITE_GX,
+            g_outs = g_outs + (tl.load(go_ptr + row0 * C + r * C + c, mask=rmask, other=0.0),)
+        dws, gvs, gbo = _backward(
+            hs, g_outs, ws, vs, dws, gvs, gbo, w_ptr, gs_ptr, hs_ptr, slot, gx_ptr, row0,
+            rmask,
+            D, W, WC, L, C, BM, DOT, RESIDENT, KEEP, WRITE_GX,
         )  # fmt: skip
-        if not ATOMIC:
-            # Orders this tile's adds to the program's partial row before the next tile's.
-            tl.debug_barrier()
-        t += num_programs
+    _write_grads(acc_ptr, dws, gvs, gbo, D, W, WC, L, C, KEEP, ATOMIC)

@@ -1,12 +1,12 @@
 """Block forward: inputs through every layer to the output, optionally keeping the last hidden
-layer (the next grade's cached features)."""
+layer (the next grade's cached features). Persistent: each program loads the weights once."""
 
 from __future__ import annotations
 
 import triton
 import triton.language as tl
 
-from ._block import _cols, _forward, _output
+from ._block import _cols, _forward, _inputs, _offset, _output, _round_bf16, _vectors, _weights
 
 
 @triton.jit
@@ -17,6 +17,8 @@ def _block_fwd_kernel(
     out_ptr,
     feat_ptr,
     N,
+    num_tiles,
+    num_programs,
     D: tl.constexpr,
     W: tl.constexpr,
     WC: tl.constexpr,
@@ -24,19 +26,39 @@ def _block_fwd_kernel(
     C: tl.constexpr,
     BM: tl.constexpr,
     DOT: tl.constexpr,
+    RESIDENT: tl.constexpr,
+    STAGES: tl.constexpr,
     WRITE_FEATURES: tl.constexpr,
 ):
-    """``out [N, C]`` (fp32) of ``x [N, D]`` (fp32 or bf16) through the block at ``p [P]`` (fp32;
-    ``w [P]`` the same in the product dtype), one tile of BM rows per program; with
-    WRITE_FEATURES also ``feat [N, W]`` = h_L (fp32 or bf16, rounded to nearest on store)."""
-    rows = tl.program_id(0).to(tl.int64) * BM + tl.arange(0, BM)
-    rmask = rows < N
-    hs = _forward(x_ptr, rows, rmask, p_ptr, w_ptr, D, W, WC, L, BM, DOT)
+    """``out [N, C]`` fp32 of ``x [N, D]`` (fp32 or bf16) through the block at ``p [P]`` fp32
+    (``w [P]`` the same in the product dtype); with WRITE_FEATURES also ``feat [N, W]`` = h_L
+    (fp32 or bf16, rounded to nearest). Program i takes tiles i, i + G, ... of BM rows."""
+    pid = tl.program_id(0)
+    vs = _vectors(p_ptr, D, W, WC, L, C)
+    ws = _weights(w_ptr, vs, D, W, WC, L, C, DOT, RESIDENT, False)
+    bos = ()
     for c in tl.static_range(C):
-        out_c = _output(hs[L], p_ptr, c, D, W, WC, L, C, BM)
-        tl.store(out_ptr + rows * C + c, out_c, mask=rmask)
-    if WRITE_FEATURES:
-        for j in tl.static_range((W + WC - 1) // WC):
-            k = _cols(j, WC)
-            mask = rmask[:, None] & (k < W)[None, :]
-            tl.store(feat_ptr + rows[:, None] * W + k[None, :], hs[L][j], mask=mask)
+        bos = bos + (tl.load(p_ptr + _offset(L, D, W) + W * C + c),)
+    for t in tl.range(pid, num_tiles, num_programs, num_stages=STAGES):
+        # 64-bit tile offset, 32-bit offsets inside it: N * W may pass 2^31.
+        row0 = tl.cast(t, tl.int64) * BM
+        r = tl.arange(0, BM)
+        rmask = r < N - row0
+        xs = _inputs(x_ptr, row0, rmask, D, W, WC, BM, DOT)
+        if not RESIDENT:
+            # Streamed weights: the vectors too, each tile (from L1), to free registers.
+            vs = _vectors(p_ptr, D, W, WC, L, C)
+        hs = _forward(xs, ws, vs, w_ptr, D, W, WC, L, C, BM, DOT, RESIDENT, False)
+        for c in tl.static_range(C):
+            out_c = _output(hs[L], vs, bos[c], c, W, WC, L)
+            tl.store(out_ptr + row0 * C + r * C + c, out_c, mask=rmask)
+        if WRITE_FEATURES:
+            for k in tl.static_range((W + WC - 1) // WC):
+                f = _cols(k, WC)
+                h = hs[L][k]
+                if feat_ptr.dtype.element_ty == tl.bfloat16:
+                    # Exactly representable, so the store's conversion cannot round again.
+                    h = _round_bf16(h)
+                mask = (f < W)[:, None] & rmask[None, :]
+                ptrs = feat_ptr + row0 * W + r[None, :] * W + f[:, None]
+                tl.store(ptrs, h.to(feat_ptr.dtype.element_ty), mask=mask)

@@ -16,16 +16,20 @@ def _adam_kernel(
     one_minus_beta1,
     beta2,
     one_minus_beta2,
-    bias_correction2,
-    step_size,
+    step_size_ptr,
+    bias_correction2_ptr,
     eps,
     BLOCK: tl.constexpr,
 ):
-    """One bias-corrected Adam update in place, the reference's arithmetic in fp32:
+    """One bias-corrected Adam update in place, the torch backend's arithmetic in fp32:
     ``m += (1 - b1)(g - m); v = b2 v + (1 - b2) g^2; p -= step_size m / (sqrt(v / bc2) + eps)``
-    with ``step_size = lr / (1 - b1^t)`` and ``bc2 = 1 - b2^t``."""
+    with ``step_size = lr / (1 - b1^t)`` and ``bc2 = 1 - b2^t`` read from device memory
+    (float64 0-dim tensors the host advances on the device), so a CUDA graph replays the
+    bias corrections of the current step, not of the step it was captured at."""
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = i < P
+    step_size = tl.load(step_size_ptr).to(tl.float32)
+    bias_correction2 = tl.load(bias_correction2_ptr).to(tl.float32)
     g = tl.load(g_ptr + i, mask=mask)
     m = tl.load(m_ptr + i, mask=mask)
     v = tl.load(v_ptr + i, mask=mask)

@@ -21,20 +21,20 @@ def _reduce_partials_kernel(
 ):
     """``grad [P] = sum over rows of acc [num_rows, acc_stride]`` in a fixed order.
 
-    With HAS_LOSS, column P of ``acc`` holds sums of squared errors and ``loss`` (0-dim) receives
-    their total times ``loss_scale``.
+    ``acc_stride`` is a multiple of 32 (kernels/_config.PARTIAL_ALIGN), so each program reads
+    ``[ROWS, BLOCK]`` slabs with 16-byte vector loads. With HAS_LOSS, column P of ``acc`` holds
+    sums of squared errors and ``loss`` (0-dim) receives their total times ``loss_scale``.
     """
     cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    cmask = cols < P + HAS_LOSS
+    # The padded stride, not P + 1, bounds the reads: a mask that is constant over 4 columns
+    # keeps them vector loads (the padding holds whatever; it is never stored).
+    cmask = cols < acc_stride
     total = tl.zeros([BLOCK], tl.float32)
-    r0 = 0
-    # A while loop for the interpreter, as in _grade_step_kernel.
-    while r0 < num_rows:
+    for r0 in range(0, num_rows, ROWS):
         r = r0 + tl.arange(0, ROWS)
         mask = (r < num_rows)[:, None] & cmask[None, :]
         part = tl.load(acc_ptr + r[:, None] * acc_stride + cols[None, :], mask=mask, other=0.0)
         total += tl.sum(part, axis=0)
-        r0 += ROWS
     tl.store(grad_ptr + cols, total, mask=cols < P)
     if HAS_LOSS:
         tl.store(loss_ptr + cols * 0, total * loss_scale, mask=cols == P)
