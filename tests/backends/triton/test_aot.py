@@ -1,221 +1,88 @@
-"""Ahead-of-time compile of every Triton kernel for sm_90 (H100), without a GPU.
+"""Ahead-of-time compiles of the Triton kernels for sm_90 (H100), without a GPU, and the kernel
+report's CI checks on them.
 
 The interpreter runs kernels the GPU compiler rejects (a tl.dot with K < 16, more shared memory
-than an SM has), so every kernel and its important constexpr variants also go through
-``triton.compile(ASTSource(...), target=GPUTarget("cuda", 90, 32))``, built from the same launch
-plans the host code runs (same arguments, constexprs, warps and stages).
-
-Importing Triton under TRITON_INTERPRET=1 turns its own library functions (tl.zeros, ...) into
-interpreter objects that the compiler cannot call, so the compiles run in subprocesses started
-without it: ``python tests/test_triton_aot.py [--ptxas] [VARIANT ...]`` prints one JSON line
-per compiled kernel (``--ptxas`` adds registers and spills from ``ptxas -v``; bench/aot_report.py
-prints them as a table).
+than an SM has, a register operand it cannot lay out), so every launch the engine plans for the
+report's headline shapes, the GPU tests' shapes and the other important variants (atomic
+reduction, dL/dx, small and streamed widths, the optimizers) goes through ``triton.compile``
+in subprocesses without TRITON_INTERPRET (``mgdl_fast.backends.triton.aot``). Compiles are
+cached in ``.triton_cache/aot`` (``$TRITON_CACHE_DIR``), shared with bench/kernel_report.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import kernel_report_triton as report
+
+pytestmark = pytest.mark.triton
+
 H100_SHARED_BYTES = 232_448
-SM90_PROGRAMS = 132
-# name: (op, D, W, L, C, input dtype, precision, deterministic, optional outputs)
-# (optional outputs: the features dtype for block_fwd, grad_x for block_bwd). W = 128 unless
-# the variant exercises padding (48 -> 64) or the widest block (256).
-VARIANTS = {
-    "fwd-g1-tf32-L2": ("block_fwd", 2, 128, 2, 1, "fp32", "tf32", True, "bf16"),
-    "fwd-g1-tf32-L3": ("block_fwd", 2, 128, 3, 1, "fp32", "tf32", True, None),
-    "fwd-g2-bf16-L2": ("block_fwd", 128, 128, 2, 1, "bf16", "bf16", True, "bf16"),
-    "fwd-g2-bf16-L3": ("block_fwd", 128, 128, 3, 1, "bf16", "bf16", True, "bf16"),
-    "fwd-g2-tf32-L2": ("block_fwd", 128, 128, 2, 1, "fp32", "tf32", True, "fp32"),
-    "fwd-odd-tf32": ("block_fwd", 3, 48, 4, 3, "fp32", "tf32", True, "fp32"),
-    "step-g1-tf32-L2": ("grade_step", 2, 128, 2, 1, "fp32", "tf32", True, None),
-    "step-g1-tf32-L3": ("grade_step", 2, 128, 3, 1, "fp32", "tf32", True, None),
-    "step-g2-bf16-L2": ("grade_step", 128, 128, 2, 1, "bf16", "bf16", True, None),
-    "step-g2-bf16-L3": ("grade_step", 128, 128, 3, 1, "bf16", "bf16", True, None),
-    "step-g2-tf32-L2": ("grade_step", 128, 128, 2, 1, "fp32", "tf32", True, None),
-    "step-g2-bf16-L2-atomic": ("grade_step", 128, 128, 2, 1, "bf16", "bf16", False, None),
-    "step-g2-ieee-w32": ("grade_step", 32, 32, 2, 1, "fp32", "ieee", True, None),
-    "step-odd-tf32": ("grade_step", 3, 48, 4, 3, "fp32", "tf32", True, None),
-    "step-w256-bf16": ("grade_step", 256, 256, 2, 1, "bf16", "bf16", True, None),
-    "fwd-w256-bf16": ("block_fwd", 256, 256, 2, 1, "bf16", "bf16", True, "bf16"),
-    "step-w256-tf32": ("grade_step", 2, 256, 2, 1, "fp32", "tf32", True, None),
-    "bwd-g1-tf32-L2": ("block_bwd", 2, 128, 2, 1, "fp32", "tf32", True, True),
-    "bwd-g2-bf16-L2": ("block_bwd", 128, 128, 2, 1, "bf16", "bf16", True, True),
-    "bwd-g2-bf16-L3-atomic": ("block_bwd", 128, 128, 3, 1, "bf16", "bf16", False, None),
-    "bwd-g2-tf32-L2": ("block_bwd", 128, 128, 2, 1, "fp32", "tf32", True, True),
-    "adam": ("adam_step", 0, 128, 2, 1, "fp32", "tf32", True, None),
-    "gd": ("gd_step", 0, 128, 2, 1, "fp32", "tf32", True, None),
+BLOCK_KERNELS = ("_block_fwd_kernel", "_grade_step_kernel", "_block_bwd_kernel")
+# id: (D, W, L, C, input, precision, deterministic, ops, features, grad_x)
+EXTRA = {
+    "g2-bf16-atomic": (128, 128, 2, 1, "bf16", "bf16", False, ["step", "backward"], None, False),
+    "g2-L3-bf16-atomic-gx": (128, 128, 3, 1, "bf16", "bf16", False, ["backward"], None, True),
+    "g1-tf32-gx": (2, 128, 2, 1, "fp32", "tf32", True, ["backward", "update"], None, True),
+    "w16-bf16": (3, 16, 2, 3, "fp32", "bf16", True, ["forward", "step"], "bf16", False),
+    "w48-bf16": (48, 48, 4, 3, "bf16", "bf16", True, ["forward", "step"], "bf16", False),
+    "w144-bf16": (144, 144, 2, 1, "bf16", "bf16", True, ["forward", "step"], "bf16", False),
 }
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def plan(name: str) -> list:
-    """The launches the host code would make for variant ``name`` (CPU tensors stand in for
-    device ones; only their dtypes and alignment reach the compiler)."""
-    from mgdl_fast import BlockParams, BlockShape
-    from mgdl_fast import _triton as tri
-
-    op, d, w, layers, c, x_dtype, precision, det, extra = VARIANTS[name]
-    params = BlockParams.init(BlockShape(d or w, w, layers, c), seed=0)
-    target, n = tri.Target(False, SM90_PROGRAMS), 4096
-    x = torch.zeros(n, d or w, dtype=DTYPES[x_dtype])
-    if op == "adam_step":
-        flat = params.flat
-        return [
-            tri.plan_adam(flat, flat, flat, flat, step=3, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
-        ]
-    if op == "gd_step":
-        return [tri.plan_gd(params.flat, params.flat, lr=1e-3)]
-    if op == "block_fwd":
-        feats = torch.zeros(n, w, dtype=DTYPES[extra]) if extra else None
-        return tri.plan_block_fwd(x, params, torch.zeros(n, c), feats, precision, target)
-    grad, loss = params.zeros_like(), torch.zeros(())
-    if op == "grade_step":
-        return tri.plan_grade_step(x, torch.zeros(n, c), params, grad, loss, precision, det, target)
-    grad_x = torch.zeros_like(x) if extra else None
-    return tri.plan_block_bwd(x, params, torch.zeros(n, c), grad, grad_x, precision, det, target)
-
-
-def compile_launch(launch):
-    """``triton.compile`` of one launch for sm_90, with the signature and 16-byte alignment
-    hints the JIT launcher would derive from the same arguments."""
-    import triton
-    from triton._C.libtriton import native_specialize_impl
-    from triton.backends.compiler import BaseBackend, GPUTarget
-    from triton.compiler import ASTSource
-
-    fn = launch.function()
-    signature, attrs = {}, {}
-    for i, (param, arg) in enumerate(zip(fn.params, launch.args)):
-        kind, spec = native_specialize_impl(BaseBackend, arg, False, True, True)
-        # The JIT would also turn an integer equal to 1 into a constant; keep it an argument.
-        signature[param.name] = "i32" if kind == "constexpr" else kind
-        if spec == "D":
-            attrs[(i,)] = [["tt.divisibility", 16]]
-    signature.update({name: "constexpr" for name in launch.constexprs})
-    source = ASTSource(fn, signature, dict(launch.constexprs), attrs)
-    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=launch.options)
-
-
-def ptxas_usage(ptx: str) -> dict:
-    """Registers and spill bytes per thread from ``ptxas -v`` (Triton's bundled ptxas)."""
-    import tempfile
-
-    import triton
-
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
-        f.write(ptx)
-        f.flush()
-        cmd = [str(ptxas), "-v", "--gpu-name", "sm_90a", f.name, "-o", os.devnull]
-        log = subprocess.run(cmd, capture_output=True, text=True).stderr
-    usage = {}
-    for line in log.splitlines():
-        if "Used" in line and "registers" in line:
-            usage["registers"] = int(line.split("Used")[1].split("registers")[0])
-        if "spill stores" in line:
-            usage["spill_stores"] = int(line.split("bytes spill stores")[0].split(",")[-1])
-    return usage
-
-
-def report(names: list[str], with_ptxas: bool) -> None:
-    """Compile each variant's kernels once and print a JSON line per kernel."""
-    seen = set()
-    for name in names:
-        for launch in plan(name):
-            key = (launch.kernel, tuple(sorted(launch.constexprs.items())), str(launch.options))
-            if key in seen:
-                continue
-            seen.add(key)
-            row = {"variant": name, "kernel": launch.kernel, "constexprs": launch.constexprs}
-            start = time.perf_counter()
-            try:
-                compiled = compile_launch(launch)
-            except Exception as exc:  # report every failing kernel, not only the first
-                row["error"] = f"{type(exc).__name__}: {exc}"[-2000:]
-            else:
-                ptx = compiled.asm["ptx"]
-                row.update(shared=compiled.metadata.shared, wgmma=ptx.count("wgmma.mma_async"))
-                row.update(mma_sync=ptx.count("mma.sync"), options=launch.options)
-                if with_ptxas:
-                    row.update(ptxas_usage(ptx))
-            row["seconds"] = round(time.perf_counter() - start, 2)
-            print(json.dumps(row), flush=True)
-
-
-def run_workers(names: list[str], workers: int, with_ptxas: bool = False) -> list[dict]:
-    """Run ``report`` in ``workers`` subprocesses without TRITON_INTERPRET; parse their lines."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.setdefault("TRITON_CACHE_DIR", str(ROOT / ".triton_cache" / "aot"))
-    flags = ["--ptxas"] if with_ptxas else []
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, *flags, *names[i::workers]],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )  # fmt: skip
-        for i in range(workers)
-    ]
-    rows = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, f"AOT worker failed:\n{err[-3000:]}"
-        rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return rows
+def extra_specs() -> list[dict]:
+    return [
+        {"id": name, "shape": [d, w, layers, c], "input": x, "precision": p, "rows": 1 << 16,
+         "deterministic": det, "ops": ops, "features": feats, "grad_x": gx}
+        for name, (d, w, layers, c, x, p, det, ops, feats, gx) in EXTRA.items()
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def compiled():
-    pytest.importorskip("triton")
     pytest.importorskip("triton.backends.nvidia")
-    return run_workers(list(VARIANTS), workers=max(1, min(4, os.cpu_count() or 1)))
+    from mgdl_fast.backends.triton import aot
+
+    every = report.specs(report.HEADLINE) + report.specs(report.GPU_TESTS) + extra_specs()
+    return aot.run_workers(every)
 
 
-@pytest.mark.triton
-def test_every_kernel_compiles_for_sm90(compiled):
-    failed = {
-        row["variant"] + ":" + row["kernel"]: row["error"] for row in compiled if "error" in row
-    }
+def test_every_kernel_compiles_for_sm90_within_20_s(compiled):
+    failed = {f"{r['id']}:{r['kernel']}": r["error"][-500:] for r in compiled if "error" in r}
     assert not failed, failed
-    assert {row["kernel"] for row in compiled} == {
-        "_block_fwd_kernel",
-        "_grade_step_kernel",
-        "_block_bwd_kernel",
-        "_reduce_partials_kernel",
-        "_adam_kernel",
-        "_gd_kernel",
-    }
+    slow = {f"{r['id']}:{r['kernel']}": r["compile_s"] for r in compiled if r["compile_s"] > 20}
+    assert not slow, slow
+    assert {r["kernel"] for r in compiled} >= {*BLOCK_KERNELS, "_weight_grad_kernel",
+        "_reduce_partials_kernel", "_adam_kernel"}  # fmt: skip
 
 
-@pytest.mark.triton
-def test_block_kernels_use_wgmma_for_bf16_and_tf32(compiled):
-    """Hopper's tensor-core peak needs wgmma; Triton emits it for tiles with M >= 64."""
+def test_kernel_report_passes_its_checks(compiled):
+    """The CI gate of bench/kernel_report.py --check for Triton, on the same compiles."""
+    records = report.collect(compiled, report.HEADLINE) + report.collect(compiled, report.GPU_TESTS)
+    fields = {"backend", "kernel", "shape", "dtype", "registers", "spill_bytes", "smem_bytes",
+              "mma_issued_flop_per_row", "mma_needed_flop_per_row",
+              "global_reduction_bytes_per_row", "vector_reductions", "weight_loads_in_loop",
+              "compile_s", "bound_s_per_128_rows"}  # fmt: skip
+    assert all(set(r) == fields for r in records)
+    shapes = {(tuple(r["shape"]), r["dtype"]) for r in records}
+    for d, w, layers, c, _, precision in report.HEADLINE.values():
+        assert ((d, *[w] * layers, c), precision) in shapes
+    assert report.violations(records) == []
+
+
+def test_relus_keep_nan(compiled):
+    """T2 at the compile level: every ReLU is PTX max.NaN.f32; a plain max.f32 would turn a
+    NaN activation into 0 and a diverged grade into a finite loss."""
+    for row in compiled:
+        if row["kernel"] in BLOCK_KERNELS:
+            assert row["max_nan"] > 0 and row["max_plain"] == 0, (row["id"], row["kernel"])
+
+
+def test_block_kernels_use_wgmma_and_fit_shared_memory(compiled):
+    """Hopper's tensor-core peak needs wgmma: every bf16/tf32 block kernel whose chunks fill a
+    warpgroup's 64 rows issues it; and each fits an SM's shared memory."""
     for row in compiled:
         consts = row["constexprs"]
-        if consts.get("DOT") in ("bf16", "tf32") and consts["BM"] >= 64:
-            assert row.get("wgmma", 0) > 0, f"{row['variant']}: no wgmma in {row['kernel']}"
-
-
-@pytest.mark.triton
-def test_shared_memory_fits_an_h100(compiled):
-    for row in compiled:
-        shared = row.get("shared", 0)
-        assert shared <= H100_SHARED_BYTES, f"{row['variant']}: {row['kernel']} needs {shared} B"
-
-
-if __name__ == "__main__":
-    args = sys.argv[1:]
-    use_ptxas = "--ptxas" in args
-    report([a for a in args if a != "--ptxas"] or list(VARIANTS), use_ptxas)
+        assert row["smem_bytes"] <= H100_SHARED_BYTES, (row["id"], row["kernel"])
+        if row["kernel"] in BLOCK_KERNELS and consts["DOT"] != "ieee" and consts["WC"] >= 64:
+            assert row["wgmma"] > 0, (row["id"], row["kernel"])
