@@ -47,6 +47,10 @@ def load_image(path: str | Path) -> Image:
     fewer than 2x2 pixels, NaN/inf values or float values outside [0, 1].
     """
     path = Path(path)
+    if path.suffix.lower() in (".npy", ".zarr"):
+        from .lazy import open_array
+
+        return from_array(np.asarray(open_array(path)), source=str(path))
     if not path.exists():
         raise InputError(f"image file not found: {path}")
     if path.is_dir():

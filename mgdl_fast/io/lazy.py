@@ -1,0 +1,114 @@
+"""Images read band by band, for images larger than memory.
+
+``.npy`` files are memory-mapped; uncompressed TIFFs are memory-mapped by tifffile, compressed
+or tiled ones read through tifffile's zarr interface; ``.zarr`` stores are opened with zarr. Any
+other format is read whole (it has to be decoded anyway). Pixels are ``[H, W]`` or
+``[H, W, C]`` (C = 1 or 3; an alpha channel is dropped): unsigned integers are scaled to
+[0, 1], floats must already lie there (checked band by band, with the same one-line errors as
+``io.images``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .images import from_array, load_image
+
+LAZY_SUFFIXES = (".npy", ".tif", ".tiff", ".zarr")
+
+
+class LazyImage:
+    """An image whose pixels are read on demand: ``band(r0, r1, ...)`` -> float32
+    ``[rows, cols, C]`` in [0, 1]."""
+
+    def __init__(self, array, source: str, notes: list[str] | None = None):
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+            raise InputError(f"{source}: unsupported image shape {tuple(array.shape)}")
+        self._array, self.source = array, source
+        self.notes = list(notes or [])
+        self.height, self.width = int(array.shape[0]), int(array.shape[1])
+        channels = 1 if array.ndim == 2 else int(array.shape[2])
+        if channels in (2, 4):
+            self.notes.append(f"{source}: alpha channel dropped")
+        self.channels = {1: 1, 2: 1, 3: 3, 4: 3}[channels]
+        if self.height < 2 or self.width < 2:
+            raise InputError(f"{source}: image is {self.height}x{self.width}; need at least 2x2")
+        dtype = np.dtype(array.dtype)
+        self._peak: float | None = None
+        if np.issubdtype(dtype, np.unsignedinteger):
+            self._peak = float(np.iinfo(dtype).max)
+            if dtype != np.uint8:
+                self.notes.append(f"{source}: {dtype.itemsize * 8}-bit image scaled to [0, 1]")
+        elif not np.issubdtype(dtype, np.floating):
+            raise InputError(f"{source}: unsupported pixel type {dtype}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.height, self.width, self.channels
+
+    def band(self, r0: int, r1: int, row_step: int = 1, col0: int = 0, col_step: int = 1):
+        """Rows ``r0:r1:row_step`` and columns ``col0::col_step`` as float32 ``[r, c, C]``."""
+        raw = np.asarray(self._array[r0:r1:row_step, col0::col_step])
+        if raw.ndim == 2:
+            raw = raw[..., None]
+        raw = raw[..., : self.channels]
+        if self._peak is not None:
+            # Divided in float64 and rounded once, as io.images does: the same fp32 targets.
+            return (raw.astype(np.float64) / self._peak).astype(np.float32)
+        pixels = raw.astype(np.float32)
+        if not np.isfinite(pixels).all():
+            raise InputError(f"{self.source}: image has NaN or infinite values")
+        if pixels.min(initial=0.0) < 0 or pixels.max(initial=0.0) > 1:
+            raise InputError(f"{self.source}: float image values outside [0, 1]")
+        return pixels
+
+
+def open_lazy(path: str | Path) -> LazyImage:
+    """A lazily read image; formats without random access are decoded whole."""
+    array = open_array(path)
+    if array is not None:
+        return LazyImage(array, str(path))
+    image = load_image(path)
+    return LazyImage(image.pixels, str(path), image.notes)
+
+
+def open_array(path: str | Path):
+    """The pixels of a ``.npy``, TIFF or ``.zarr`` image as an array read on demand (a memory
+    map or a zarr array), or None for other formats."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, mmap_mode="r")
+        if suffix in (".tif", ".tiff"):
+            return _tiff(path)
+        if suffix == ".zarr":
+            import zarr
+
+            return zarr.open(str(path), mode="r")
+    except Exception as exc:  # the readers raise many types for unreadable files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read {path} as an image: {reason}") from None
+    return None
+
+
+def _tiff(path: Path):
+    import tifffile
+
+    try:
+        return tifffile.memmap(path, mode="r")
+    except ValueError:
+        import zarr
+
+        return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+
+
+def lazy_from_array(array: np.ndarray, source: str = "array") -> LazyImage:
+    """An in-memory image as a LazyImage (its pixels validated as ``io.images`` does)."""
+    image = from_array(array, source)
+    return LazyImage(image.pixels, source, image.notes)
