@@ -22,7 +22,7 @@ import torch
 import mgdl_fast as mf
 from mgdl_fast.io.environment import environment
 from mgdl_fast.tasks.regression import RegressionObjective
-from mgdl_fast.train.cache import FeatureCache, RecomputedFeatures, freeze_grade
+from mgdl_fast.train.cache import FeatureCache, MemoryStore, RecomputedFeatures, freeze_grade
 from mgdl_fast.train.early_stop import ValidationSmoothing
 from mgdl_fast.train.loop import Grade, run_grade
 from mgdl_fast.train.optim import GradeOptimizer
@@ -66,7 +66,9 @@ def main() -> None:
     cached, recomputed = FeatureCache(coords), RecomputedFeatures(coords, dtype)
     for params in first3.model.grades:
         engine = bind_grade(params.shape, cached, objective, cfg)
-        cached, _ = freeze_grade(engine, params, cached, objective.splits, dtype)
+        rows = {s: cached.rows(s) for s in objective.splits}
+        store = MemoryStore(rows, params.shape.width, dtype, device)
+        cached, _, _ = freeze_grade(engine, params, cached, objective.splits, store)
         recomputed.add_grade(params, engine)
     params0 = mf.BlockParams.init(
         grade_shapes(model_cfg, 2, task.out_dim)[3], seed=0, device=device

@@ -8,6 +8,7 @@ residual of the frozen grades; ``DEFAULTS`` and ``EPOCHS`` are the papers' setti
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -91,37 +92,56 @@ class RegressionObjective:
         self.residual = {name: task.splits[name].y.clone() for name in self.splits}
 
     def start_grade(self, engine, inputs, params) -> None:
-        """Bind the grade: check its operands once and allocate the record buffer."""
-        engine.validate(inputs.get("train"), params.flat, targets=self.residual["train"])
-        for split in self.splits[1:]:
-            engine.validate(inputs.get(split), targets=self.residual[split])
+        """Bind the grade: check its operands once (each split's first chunk, the chunk sizes
+        planned) and allocate the record buffer and, for a chunked step, its gradient sum."""
+        for split in self.splits:
+            _, x = next(inputs.chunks(split, engine.rows))
+            y = self.residual[split]
+            engine.validate(x, params.flat, targets=y[: x.shape[0]])
+            if y.shape[0] > engine.rows and y.shape[0] % engine.rows:
+                engine.prepare(y.shape[0] % engine.rows)
         self._engine = engine
         rows = min(engine.rows, max(inputs.rows(s) for s in self.splits))
-        self._out = torch.empty(rows, params.shape.out_dim, device=params.flat.device)
+        device = params.flat.device
+        self._out = torch.empty(rows, params.shape.out_dim, device=device)
+        self._chunked = self.residual["train"].shape[0] > engine.rows
+        if self._chunked:
+            self._chunk_grad = torch.empty_like(params.flat)
+            self._loss = torch.zeros((), device=device)
 
     def step(self, inputs, params, grad) -> torch.Tensor:
-        """Write the train-loss gradient into ``grad``; return the loss (device tensor)."""
-        x, y = inputs.get("train"), self.residual["train"]
-        return self._engine.step(x, y, params.flat, grad.flat)
+        """Write the train-loss gradient into ``grad``; return the loss (device tensor). A
+        train split larger than the engine's rows is summed chunk by chunk, each chunk's mean
+        weighted by its share of the rows: the full-batch gradient, in another order."""
+        y, rows = self.residual["train"], self._engine.rows
+        if not self._chunked:
+            _, x = next(inputs.chunks("train", rows))
+            return self._engine.step(x, y, params.flat, grad.flat)
+        grad.flat.zero_()
+        self._loss.zero_()
+        for start, x in inputs.chunks("train", rows):
+            n = x.shape[0]
+            loss = self._engine.step(x, y[start : start + n], params.flat, self._chunk_grad)
+            share = n / y.shape[0]
+            grad.flat.add_(self._chunk_grad, alpha=share)
+            self._loss.add_(loss, alpha=share)
+        return self._loss
 
     @torch.no_grad()
-    def _mse(self, x: torch.Tensor, target: torch.Tensor, params) -> torch.Tensor:
+    def _mse(self, inputs, split: str, params) -> torch.Tensor:
         """0.5 * mean((block(x) - target)^2) as a 0-dim float64 device tensor, by chunks."""
-        total = torch.zeros((), dtype=torch.float64, device=x.device)
-        chunk = self._out.shape[0]
-        for start in range(0, x.shape[0], chunk):
-            out = self._out[: min(chunk, x.shape[0] - start)]
-            self._engine.forward(x[start : start + chunk], params.flat, out)
-            diff = out - target[start : start + chunk]
+        target = self.residual[split]
+        total = torch.zeros((), dtype=torch.float64, device=target.device)
+        for start, x in inputs.chunks(split, self._out.shape[0]):
+            out = self._out[: x.shape[0]]
+            self._engine.forward(x, params.flat, out)
+            diff = out - target[start : start + x.shape[0]]
             total += torch.sum(diff.double() ** 2)
         return 0.5 * total / target.numel()
 
     def record(self, inputs, params, *, with_test: bool) -> dict[str, torch.Tensor]:
         names = [s for s in self.splits if s != "test" or with_test]
-        return {
-            f"{name}_loss": self._mse(inputs.get(name), self.residual[name], params)
-            for name in names
-        }
+        return {f"{name}_loss": self._mse(inputs, name, params) for name in names}
 
     def postfix(self, log) -> dict[str, str]:
         shown = {"loss": f"{log.last('train_loss'):.3e}"}
@@ -166,3 +186,60 @@ def make(image, task_cfg: dict, train_cfg, device: torch.device):
     """The regression task and objective of an image."""
     task = RegressionTask(image.pixels, device=device)
     return task, RegressionObjective(task)
+
+
+# Where each split's pixels lie: (first row, row step, first column, column step).
+SPLIT_LATTICE = {"train": (0, 2, 0, 2), "val": (1, 2, 1, 2), "test": (0, 1, 0, 1)}
+
+
+@dataclass
+class LazySplit:
+    """A split of a streamed image: targets ``y [N, C]`` in memory, coordinates made on demand
+    from its lattice (``x`` is None: see ``StreamedRegressionTask.coords``)."""
+
+    y: torch.Tensor
+    grid: tuple[int, int]
+    lattice: tuple[int, int, int, int]
+    x: None = None
+
+
+class StreamedRegressionTask:
+    """The even/odd split of an image read band by band (``io.lazy.LazyImage``): the same
+    splits, targets and coordinates as RegressionTask, without ever holding the image or a
+    coordinate grid; only the targets ``[N, C]`` fp32 are kept."""
+
+    name = "regression"
+
+    def __init__(self, image, device: torch.device | str = "cpu", band_rows: int = 256):
+        height, width, channels = image.shape
+        self.shape, self.device = (height, width, channels), torch.device(device)
+        self.splits: dict[str, LazySplit] = {}
+        for name, (r0, rs, c0, cs) in SPLIT_LATTICE.items():
+            rows, cols = len(range(r0, height, rs)), len(range(c0, width, cs))
+            y = torch.empty(rows * cols, channels)
+            for k in range(0, rows, band_rows):
+                top = r0 + k * rs
+                pixels = image.band(top, min(height, top + band_rows * rs), rs, c0, cs)
+                y[k * cols : k * cols + pixels.shape[0] * cols] = torch.from_numpy(
+                    pixels.reshape(-1, channels)
+                )
+            self.splits[name] = LazySplit(y.to(self.device), (rows, cols), (r0, rs, c0, cs))
+
+    @property
+    def in_dim(self) -> int:
+        return 2
+
+    @property
+    def out_dim(self) -> int:
+        return self.shape[2]
+
+    def coords(self, split: str, start: int, stop: int) -> torch.Tensor:
+        """``[stop - start, 2]`` fp32 coordinates (column / W, row / H) of the split's pixels
+        ``start..stop-1`` in row-major order: the values RegressionTask's grid holds."""
+        s = self.splits[split]
+        r0, rs, c0, cs = s.lattice
+        cols = s.grid[1]
+        index = torch.arange(start, stop, dtype=torch.int64, device=self.device)
+        rows = (r0 + (index // cols) * rs).double() / self.shape[0]
+        columns = (c0 + (index % cols) * cs).double() / self.shape[1]
+        return torch.stack([columns, rows], dim=1).to(torch.float32)

@@ -1,7 +1,21 @@
-"""Grade inputs: coordinates, cached features of the newest frozen grade, or (for comparison
-only) features recomputed through every frozen grade on each access."""
+"""Grade inputs: what a grade reads per split, in chunks.
+
+- ``FeatureCache``: tensors in memory (coordinates for grade 1, then each frozen grade's last
+  hidden features), the default;
+- ``RecomputedFeatures``: recomputed through every frozen grade on each access (only to
+  measure what the cache saves);
+- ``GeneratedInputs``: grade 1's coordinates (encoded, if the model encodes them) made per
+  chunk, never the whole grid, for streamed runs;
+- ``DiskFeatures`` (store.py): a frozen grade's features in files, read chunk by chunk.
+
+Every kind serves ``chunks(split, size)``: ``(start row, x [n, D])`` pairs in row order, each
+tensor valid until the next one is drawn. A split that fits in one chunk is one view of the
+whole tensor, so in-memory runs compute exactly what full-batch calls would.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -9,15 +23,22 @@ from ..backends.engine import Engine
 from ..block import BlockParams
 from .model import DEFAULT_CHUNK
 
+Chunks = Iterator[tuple[int, torch.Tensor]]
+
 
 class FeatureCache:
-    """Per-split input tensors ``[N, D]`` for the grade being trained (coordinates or features)."""
+    """Per-split input tensors ``[N, D]`` in memory for the grade being trained."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]):
         self._tensors = dict(tensors)
 
     def get(self, split: str) -> torch.Tensor:
         return self._tensors[split]
+
+    def chunks(self, split: str, size: int) -> Chunks:
+        x = self._tensors[split]
+        for start in range(0, x.shape[0], size):
+            yield start, x[start : start + size]
 
     @property
     def dtype(self) -> torch.dtype:
@@ -30,9 +51,37 @@ class FeatureCache:
     def rows(self, split: str) -> int:
         return self._tensors[split].shape[0]
 
-    def release(self) -> None:
-        """Drop the tensors so their memory can be reused by the next grade's cache."""
-        self._tensors.clear()
+    def release(self, split: str | None = None) -> None:
+        """Drop one split's tensor (or all) so its memory can be reused."""
+        if split is None:
+            self._tensors.clear()
+        else:
+            self._tensors.pop(split, None)
+
+
+class GeneratedInputs:
+    """Grade 1's inputs made per chunk: ``make(split, start, stop) -> x [stop - start, D]``
+    (the task's coordinates, encoded when the model has an encoding)."""
+
+    def __init__(self, rows: dict[str, int], make: Callable[[str, int, int], torch.Tensor]):
+        self._rows, self._make = dict(rows), make
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def rows(self, split: str) -> int:
+        return self._rows[split]
+
+    def chunks(self, split: str, size: int) -> Chunks:
+        for start in range(0, self._rows[split], size):
+            yield start, self._make(split, start, min(start + size, self._rows[split]))
+
+    def get(self, split: str) -> torch.Tensor:
+        return self._make(split, 0, self._rows[split])
+
+    def release(self, split: str | None = None) -> None:
+        """Nothing is held."""
 
 
 class RecomputedFeatures:
@@ -80,7 +129,12 @@ class RecomputedFeatures:
             x = dest
         return x
 
-    def release(self) -> None:
+    def chunks(self, split: str, size: int) -> Chunks:
+        x = self.get(split)
+        for start in range(0, x.shape[0], size):
+            yield start, x[start : start + size]
+
+    def release(self, split: str | None = None) -> None:
         """Nothing is held between calls but the buffers, which later grades reuse."""
 
 
@@ -103,27 +157,69 @@ def forward_chunked(
         engine.forward(x[start:stop], params.flat, dest, feats)
 
 
+class MemoryStore:
+    """Where a freeze writes the next grade's features when they fit in memory."""
+
+    def __init__(self, rows: dict[str, int], width: int, dtype: torch.dtype, device):
+        self._tensors = {
+            split: torch.empty(n, width, dtype=dtype, device=device) for split, n in rows.items()
+        }
+
+    def write(self, split: str, start: int, features: torch.Tensor) -> None:
+        self._tensors[split][start : start + features.shape[0]].copy_(features)
+
+    def writable(self, split: str, start: int, n: int) -> torch.Tensor | None:
+        """A view the engine may write the features into directly (no copy)."""
+        return self._tensors[split][start : start + n]
+
+    def finish(self) -> FeatureCache:
+        return FeatureCache(self._tensors)
+
+
 @torch.no_grad()
 def freeze_grade(
     engine: Engine,
     params: BlockParams,
-    inputs: FeatureCache | RecomputedFeatures,
+    inputs,
     splits: tuple[str, ...],
-    feature_dtype: torch.dtype,
-) -> tuple[FeatureCache, dict[str, torch.Tensor]]:
+    store,
+) -> tuple[object, dict[str, torch.Tensor], torch.Tensor]:
     """One chunked forward of a just-trained grade over every split, with its engine.
 
-    Returns the new cache (its last hidden features ``[N, W]`` in ``feature_dtype``) and its
-    outputs ``[N, C]`` per split, which the objective absorbs.
+    ``store`` receives the next grade's inputs (its last hidden features ``[N, W]``; a
+    ``MemoryStore`` or a ``DiskFeatures`` writer). Returns the new inputs, the grade's outputs
+    ``[N, C]`` per split (which the objective absorbs), and the largest activation of each
+    last-layer unit on the train split ``[W]`` (dead units have 0). A split's old inputs are
+    released as soon as its features are made, so the peak holds one copy plus one split.
     """
-    features, outputs = {}, {}
+    outputs, largest = {}, None
+    device, shape = params.flat.device, params.shape
+    scratch = torch.empty(engine.rows, shape.width, dtype=torch.float32, device=device)
     for split in splits:
-        x = inputs.get(split)
-        feats = torch.empty(x.shape[0], params.shape.width, dtype=feature_dtype, device=x.device)
-        out = torch.empty(x.shape[0], params.shape.out_dim, device=x.device)
-        forward_chunked(engine, params, x, out, feats)
-        features[split], outputs[split] = feats, out
-    return FeatureCache(features), outputs
+        n = inputs.rows(split)
+        out = torch.empty(n, shape.out_dim, device=device)
+        for start, x in inputs.chunks(split, engine.rows):
+            rows = x.shape[0]
+            direct = store.writable(split, start, rows)
+            feats = direct if direct is not None else scratch[:rows]
+            engine.forward(x, params.flat, out[start : start + rows], feats)
+            if direct is None:
+                store.write(split, start, feats)
+            if split == "train":
+                top = feats.amax(dim=0).float()
+                largest = top if largest is None else torch.maximum(largest, top)
+        outputs[split] = out
+        inputs.release(split)
+    assert largest is not None
+    return store.finish(), outputs, largest
 
 
-__all__ = ["DEFAULT_CHUNK", "FeatureCache", "RecomputedFeatures", "forward_chunked", "freeze_grade"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "FeatureCache",
+    "GeneratedInputs",
+    "MemoryStore",
+    "RecomputedFeatures",
+    "forward_chunked",
+    "freeze_grade",
+]

@@ -17,6 +17,9 @@ from ..errors import InputError
 MODEL_KINDS = ("mgdl", "sgdl")
 OPTIMIZERS = ("adam", "gd")
 CACHE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# Where a frozen grade's features go: memory (the device), disk (files in the work directory,
+# read by chunks) or host (pinned host memory for a CUDA grade; memory on a CPU).
+FEATURE_STORES = ("memory", "disk", "host")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -135,6 +138,10 @@ class TrainConfig:
     ``init`` draws each new block's parameters from ``seed``: 'glorot' (the regression and
     restoration papers' init) or 'he' (PROTOCOL 4 and 6: the synthetic and eigenvalue codes').
 
+    ``stream`` bounds memory for images larger than it: every call of a grade (steps
+    included) covers at most ``chunk_size`` rows, gradients summed over the chunks, and grade
+    1's coordinates are made per chunk; ``feature_store`` says where cached features live.
+
     ``backend`` (None: ``$MGDL_FAST_BACKEND``, else auto), ``precision`` and ``deterministic``
     (None: ``$MGDL_FAST_PRECISION`` / ``$MGDL_FAST_DETERMINISTIC``, else auto / True) choose how
     every grade is bound; they are resolved once, here. ``cuda_graph`` None captures each
@@ -160,6 +167,8 @@ class TrainConfig:
     cache_dtype: str = "auto"
     feature_cache: bool = True
     chunk_size: int = 1 << 16
+    stream: bool = False
+    feature_store: str = "memory"
 
     def __post_init__(self) -> None:
         for name in ("record_every", "smooth_window", "test_every", "chunk_size"):
@@ -192,6 +201,13 @@ class TrainConfig:
         self.backend = requested_backend(self.backend)
         options = Options.from_env(self.precision, self.deterministic)
         self.precision, self.deterministic = options.precision, options.deterministic
+        _require(
+            self.feature_store in FEATURE_STORES,
+            f"feature_store must be one of {', '.join(FEATURE_STORES)}, got {self.feature_store!r}",
+        )
+        _require(
+            isinstance(self.stream, bool), f"stream must be True or False, got {self.stream!r}"
+        )
         _require(
             self.cache_dtype in ("auto", *CACHE_DTYPES),
             f"cache dtype must be auto, fp32 or bf16, got {self.cache_dtype!r}",

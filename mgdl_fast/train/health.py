@@ -16,13 +16,14 @@ MIN_GAIN_DB = 0.01
 
 
 def grade_health(
-    grade: int, features: torch.Tensor, baseline_psnr: float | None, final: dict[str, float]
+    grade: int, largest: torch.Tensor, baseline_psnr: float | None, final: dict[str, float]
 ) -> dict:
-    """``features [N, W]``: the grade's last hidden layer on the train split; ``baseline_psnr``
-    the train PSNR of the best constant prediction before this grade (None: not defined for
-    the objective); ``final`` the objective's metrics after it."""
-    alive = int((features.amax(dim=0) > 0).sum().item())
-    units = features.shape[1]
+    """``largest [W]``: each last-hidden unit's largest activation on the train split (0 for
+    a unit that never activates); ``baseline_psnr`` the train PSNR of the best constant
+    prediction before this grade (None: not defined for the objective); ``final`` the
+    objective's metrics after it."""
+    alive = int((largest > 0).sum().item())
+    units = largest.shape[0]
     psnr = final.get("train_psnr", final.get("psnr"))
     gain = None if baseline_psnr is None or psnr is None else psnr - baseline_psnr
     collapsed = alive <= units * ALIVE_FRACTION

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -21,9 +22,9 @@ from ..backends.engine import Engine
 from ..block import BlockParams, BlockShape
 from ..encoding import make_encoding
 from ..errors import DivergenceError, InputError
-from .cache import FeatureCache, RecomputedFeatures, freeze_grade
 from .config import ModelConfig, TrainConfig
 from .early_stop import ValidationSmoothing
+from .grade_inputs import Freezer, WorkDir, grade_inputs
 from .health import grade_health
 from .history import GradeRecord
 from .loop import Grade, GradeHook, run_grade
@@ -65,9 +66,11 @@ def grade_shapes(model_cfg: ModelConfig, in_dim: int, out_dim: int) -> list[Bloc
 
 def bind_grade(shape: BlockShape, inputs, objective, cfg: TrainConfig) -> Engine:
     """The grade's engine: rows enough for a full-batch step on the train split and for
-    chunked forwards of every split."""
+    chunked forwards of every split; a streamed grade's calls are all chunks."""
     largest = max(inputs.rows(split) for split in objective.splits)
-    rows = max(inputs.rows("train"), min(cfg.chunk_size, largest))
+    rows = min(cfg.chunk_size, largest)
+    if not cfg.stream:
+        rows = max(inputs.rows("train"), rows)
     return bind(
         shape,
         device=cfg.torch_device(),
@@ -79,9 +82,11 @@ def bind_grade(shape: BlockShape, inputs, objective, cfg: TrainConfig) -> Engine
 
 
 def use_cuda_graph(engine: Engine, objective, cfg: TrainConfig, hook) -> bool:
-    """Capture K-epoch blocks when the engine and objective allow it and no hook runs."""
+    """Capture K-epoch blocks when the engine and objective allow it, no hook runs and the
+    inputs are device tensors (a streamed grade reads its chunks from the host)."""
     possible = engine.capturable and getattr(objective, "capturable", False) and hook is None
-    return possible and engine.device.type == "cuda" and cfg.cuda_graph is not False
+    in_memory = not cfg.stream and cfg.feature_store == "memory"
+    return possible and in_memory and engine.device.type == "cuda" and cfg.cuda_graph is not False
 
 
 def objective_state(objective) -> dict[str, torch.Tensor]:
@@ -102,6 +107,7 @@ def fit(
     hook: GradeHook | None = None,
     checkpointer: Checkpointer | None = None,
     on_diverge: str = "stop",
+    work_dir: str | Path | None = None,
 ) -> FitResult:
     """Train ``model_cfg``'s grades one after another on ``task`` with ``objective``.
 
@@ -113,7 +119,8 @@ def fit(
     unless ``on_diverge`` is "retry"; a signal caught by ``checkpointer`` ends it after saving
     (``interrupted``). ``on_grade_end`` is called after every grade with the
     result so far; ``checkpointer`` saves the grade in progress; ``hook`` runs before every
-    optimizer step (see GradeHook).
+    optimizer step (see GradeHook). ``work_dir`` holds features on disk (a temporary
+    directory when None and ``feature_store`` is disk).
     """
     if on_diverge not in ON_DIVERGE:
         raise InputError(f"on_diverge must be one of {ON_DIVERGE}, got {on_diverge!r}")
@@ -127,23 +134,15 @@ def fit(
     train_cfg.check_grades(len(shapes))
     if model_cfg.adaptive and "val" not in objective.splits:
         raise InputError("grades auto chooses by validation PSNR; this task has no val split")
-    coords = {name: task.splits[name].x for name in objective.splits}
     if encoding is not None:
-        # The encoded coordinates are grade 1's inputs, computed once per split like features.
         encoding = encoding.to(train_cfg.torch_device())
-        coords = {
-            name: encoding.encode_chunked(x, train_cfg.chunk_size) for name, x in coords.items()
-        }
-    feature_dtype = train_cfg.feature_dtype(train_cfg.torch_device())
+    inputs = grade_inputs(task, objective.splits, encoding, train_cfg)
     result = FitResult(MultiGradeModel(encoding=encoding), list(resume.records) if resume else [])
-    inputs: FeatureCache | RecomputedFeatures = (
-        FeatureCache(coords)
-        if train_cfg.feature_cache
-        else RecomputedFeatures(coords, feature_dtype)
-    )
+    work = WorkDir(work_dir)
+    freeze = Freezer(result, objective, train_cfg, work)
     for params, scale in zip(resume.model.grades, resume.model.scales) if resume else ():
         engine = bind_grade(params.shape, inputs, objective, train_cfg)
-        inputs, _ = _freeze(result, engine, params, scale, inputs, objective, feature_dtype)
+        inputs, _ = freeze(engine, params, scale, inputs)
     if resume is not None and resume.objective:
         objective.load_state_dict(resume.objective)
     if resume is not None and resume.rng is not None:
@@ -156,7 +155,7 @@ def fit(
         grade_cfg = train_cfg.for_grade(k)
         trainer = _GradeTrainer(k + 1, shapes, inputs, objective, model_cfg, grade_cfg, result)
         try:
-            inputs = trainer.train(start, progress, hook, checkpointer, on_diverge)
+            inputs = trainer.train(start, progress, hook, checkpointer, on_diverge, freeze)
         except DivergenceError as exc:
             result.diverged = exc
             break
@@ -170,6 +169,8 @@ def fit(
         result.grades_stop = _adaptive_stop(model_cfg, result.records) or (
             f"reached max_grades {model_cfg.max_grades}"
         )
+    inputs.release()
+    work.close()
     return result
 
 
@@ -195,7 +196,7 @@ class _GradeTrainer:
         self.inputs, self.objective, self.result = inputs, objective, result
         self.model_cfg, self.cfg = model_cfg, train_cfg
 
-    def train(self, start, progress, hook, checkpointer, on_diverge):
+    def train(self, start, progress, hook, checkpointer, on_diverge, freeze):
         cfg, objective = self.cfg, self.objective
         lr, retries = (start.lr, list(start.retries)) if start else (cfg.lr, [])
         at_start = objective_state(objective)
@@ -218,12 +219,9 @@ class _GradeTrainer:
         ops = {op: engine.backend for op in (*objective.ops, "update", "freeze")}
         self.result.backends.update(ops)
         baseline = getattr(objective, "mean_predictor_psnr", lambda: None)()
-        feature_dtype = cfg.feature_dtype(params.flat.device)
-        inputs, features = _freeze(
-            self.result, engine, params, None, self.inputs, objective, feature_dtype
-        )
+        inputs, largest = freeze(engine, params, None, self.inputs)
         final = objective.final_metrics()
-        health = grade_health(self.number, features, baseline, final)
+        health = grade_health(self.number, largest, baseline, final)
         self.result.records.append(
             GradeRecord(
                 grade=self.number,
@@ -277,24 +275,3 @@ class _GradeTrainer:
             start=start,
         )  # fmt: skip
         return run, engine, params, graph
-
-
-def _freeze(result, engine, params, scale, inputs, objective, feature_dtype):
-    """Freeze a trained grade: one chunked forward over every split gives its outputs (absorbed
-    by the objective) and features (the next grade's inputs, replacing the previous cache).
-    ``scale`` None means the objective's scale for a grade just trained. Returns the new inputs
-    and the grade's train-split features ``[N, W]`` (for its health record)."""
-    device = params.flat.device
-    new_inputs, outputs = freeze_grade(engine, params, inputs, objective.splits, feature_dtype)
-    objective.absorb(outputs)
-    result.model.append(params, objective.grade_scale() if scale is None else scale)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    features = new_inputs.get("train")
-    if isinstance(inputs, RecomputedFeatures):
-        # Without the cache, later grades recompute their inputs through the frozen grades.
-        new_inputs.release()
-        inputs.add_grade(params, engine)
-        return inputs, features
-    inputs.release()
-    return new_inputs, features

@@ -15,7 +15,7 @@ from mgdl_fast.spec import block_apply
 from mgdl_fast.tasks.restoration import TVObjective
 from mgdl_fast.tasks.restoration.observation import InverseTask
 from mgdl_fast.tasks.restoration.operators import forward_diff, prox_l1, psnr, tv_loss
-from mgdl_fast.train.cache import FeatureCache, freeze_grade
+from mgdl_fast.train.cache import FeatureCache, MemoryStore, freeze_grade
 
 from ..helpers import small_camera
 
@@ -132,12 +132,13 @@ def test_step_updates_u_first_and_gives_the_gradient_of_the_loss(pixels):
     task, objective, result = _fit(pixels, grades=1, epochs=30)
     # Grade 2 by hand: one step of the objective against autograd through the functional block.
     first = result.model.grades[0]
-    inputs, _ = freeze_grade(
-        bind(first.shape, device="cpu", rows=task.splits["train"].x.shape[0]),
+    n = task.splits["train"].x.shape[0]
+    inputs, _, _ = freeze_grade(
+        bind(first.shape, device="cpu", rows=n),
         first,
         FeatureCache({"train": task.splits["train"].x}),
         ("train",),
-        torch.float32,
+        MemoryStore({"train": n}, first.shape.width, torch.float32, "cpu"),
     )
     params = BlockParams.init(BlockShape(16, 16, 2, 1), seed=5)
     rows = task.splits["train"].x.shape[0]

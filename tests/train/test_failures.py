@@ -79,7 +79,7 @@ def test_a_collapsed_grade_is_recorded_and_warned(caplog):
     features = torch.zeros(100, 128)
     features[:, 7] = torch.rand(100)
     with caplog.at_level(logging.WARNING, logger="mgdl_fast"):
-        health = grade_health(3, features, baseline_psnr=20.0, final={"train_psnr": 20.005})
+        health = grade_health(3, features.amax(0), baseline_psnr=20.0, final={"train_psnr": 20.005})
     assert health == {
         "alive_units": 1, "units": 128, "mean_predictor_psnr": 20.0,
         "psnr_gain_db": pytest.approx(0.005), "collapsed": True, "no_gain": True,

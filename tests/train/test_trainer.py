@@ -10,7 +10,7 @@ import torch
 from mgdl_fast import BlockParams, RegressionTask, bind, fit, fit_regression
 from mgdl_fast.errors import InputError
 from mgdl_fast.tasks.regression import RegressionObjective
-from mgdl_fast.train.cache import FeatureCache, freeze_grade
+from mgdl_fast.train.cache import FeatureCache, MemoryStore, freeze_grade
 from mgdl_fast.train.early_stop import ValidationSmoothing
 from mgdl_fast.train.state import TrainingState
 from mgdl_fast.train.trainer import grade_shapes
@@ -75,7 +75,9 @@ def test_cached_features_equal_recomputed_ones(image):
     first = result.model.grades[0]
     coords = FeatureCache({n: s.x for n, s in task.splits.items()})
     engine = bind(first.shape, device="cpu", rows=100)
-    cache, _ = freeze_grade(engine, first, coords, ("train", "test"), torch.float32)
+    rows = {s: coords.rows(s) for s in ("train", "test")}
+    store = MemoryStore(rows, first.shape.width, torch.float32, "cpu")
+    cache, _, _ = freeze_grade(engine, first, coords, ("train", "test"), store)
     for split in ("train", "test"):
         grid = task.splits[split].x
         recomputed = torch.relu(

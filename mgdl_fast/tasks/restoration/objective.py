@@ -74,20 +74,35 @@ class TVObjective:
         return out.T.reshape(self.acc.shape)
 
     def start_grade(self, engine, inputs, params: BlockParams) -> None:
-        """Bind the grade: one forward output buffer for the whole image, the grade's scale."""
-        x = inputs.get("train")
+        """Bind the grade: one forward output buffer for the whole image, the grade's scale;
+        a gradient buffer when the pixels take several engine calls."""
+        _, x = next(inputs.chunks("train", engine.rows))
         engine.validate(x, params.flat)
+        n = inputs.rows("train")
+        if n > engine.rows and n % engine.rows:
+            engine.prepare(n % engine.rows)
         self._engine = engine
-        self._out = torch.empty(x.shape[0], params.shape.out_dim, device=x.device)
+        self._out = torch.empty(n, params.shape.out_dim, device=params.flat.device)
+        self._chunk_grad = torch.empty_like(params.flat) if n > engine.rows else None
         self.scale = self._next_scale()
 
-    def _forward(self, x: torch.Tensor, params: BlockParams) -> torch.Tensor:
+    def _forward(self, inputs, params: BlockParams) -> torch.Tensor:
         """The block's output ``[H*W, C]`` for every pixel, in engine-sized chunks."""
-        chunk = self._engine.rows
-        for start in range(0, x.shape[0], chunk):
-            stop = start + chunk
-            self._engine.forward(x[start:stop], params.flat, self._out[start:stop])
+        for start, x in inputs.chunks("train", self._engine.rows):
+            self._engine.forward(x, params.flat, self._out[start : start + x.shape[0]])
         return self._out
+
+    def _backward(self, inputs, params: BlockParams, grad_out, grad: BlockParams) -> None:
+        """dL/dparams from ``grad_out [H*W, C]``: one call, or summed over chunks."""
+        if self._chunk_grad is None:
+            _, x = next(inputs.chunks("train", self._engine.rows))
+            self._engine.backward(x, params.flat, grad_out, grad.flat)
+            return
+        grad.flat.zero_()
+        for start, x in inputs.chunks("train", self._engine.rows):
+            rows = grad_out[start : start + x.shape[0]]
+            self._engine.backward(x, params.flat, rows, self._chunk_grad)
+            grad.flat.add_(self._chunk_grad)
 
     def _loss(self, pred: torch.Tensor) -> torch.Tensor:
         task = self.task
@@ -96,9 +111,8 @@ class TVObjective:
     def step(self, inputs, params: BlockParams, grad: BlockParams) -> torch.Tensor:
         """Update ``u`` at the current parameters, then write dL/dparams into ``grad``.
         Returns the loss (at the updated ``u``) as a 0-dim device tensor."""
-        x = inputs.get("train")
         with torch.no_grad():
-            pred = self.acc + self.scale * self._image(self._forward(x, params))
+            pred = self.acc + self.scale * self._image(self._forward(inputs, params))
             self.u = prox_l1(
                 self.u, forward_diff(pred), self.alpha, self.alpha * self.lam / self.beta
             )
@@ -108,18 +122,18 @@ class TVObjective:
             (grad_pred,) = torch.autograd.grad(loss, pred)
         # dL/dout [H*W, C] = s_k dL/dpred, in the block's pixel order.
         grad_out = grad_pred.reshape(grad_pred.shape[0], -1).T.mul(self.scale).contiguous()
-        self._engine.backward(x, params.flat, grad_out, grad.flat)
+        self._backward(inputs, params, grad_out, grad)
         return loss.detach()
 
     @torch.no_grad()
-    def _predict(self, x: torch.Tensor, params: BlockParams) -> torch.Tensor:
+    def _predict(self, inputs, params: BlockParams) -> torch.Tensor:
         """``acc + s_k N_k(x)`` as ``[C, H, W]``."""
-        return self.acc + self.scale * self._image(self._forward(x, params))
+        return self.acc + self.scale * self._image(self._forward(inputs, params))
 
     @torch.no_grad()
     def record(self, inputs, params: BlockParams, *, with_test: bool) -> dict[str, torch.Tensor]:
         """The loss and the PSNR against the clean image after the latest step."""
-        pred = self._predict(inputs.get("train"), params)
+        pred = self._predict(inputs, params)
         return {"train_loss": self._loss(pred), "psnr": psnr(pred, self.task.clean)}
 
     def postfix(self, log) -> dict[str, str]:
