@@ -26,11 +26,12 @@ from .base import INPUT_DTYPES, Options, check_params, check_tensor, shape_name
 @dataclass
 class Counters:
     """How often engines were bound, planned launches and allocated buffers (for tests that
-    prove a training epoch does none of it)."""
+    prove a training epoch does none of it), and the buffers' bytes (for the memory model)."""
 
     binds: int = 0
     plans: int = 0
     buffers: int = 0
+    buffer_bytes: int = 0
 
 
 counters = Counters()
@@ -43,6 +44,7 @@ def buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> 
     """An engine-owned buffer (uninitialised; NaN under ``testing.poison_buffers``)."""
     counters.buffers += 1
     t = torch.empty(shape, dtype=dtype, device=device)
+    counters.buffer_bytes += t.numel() * t.element_size()
     if _poison_buffers and dtype.is_floating_point:
         t.fill_(float("nan"))
     return t

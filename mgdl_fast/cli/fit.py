@@ -16,7 +16,6 @@ from ..backends.base import PRECISIONS
 from ..encoding import ENCODINGS
 from ..errors import InputError
 from ..io.environment import environment
-from ..io.images import centre_crop
 from ..io.rundir import RunDirectory, metrics_record
 from ..tasks import PRESETS, TASKS
 from ..train import ModelConfig, TrainConfig, fit
@@ -34,6 +33,7 @@ from .fit_config import (
     number_list,
     resumed_config,
 )
+from .fit_memory import add_memory_options, make_task, plan, report
 from .summary import grade_line, print_summary
 
 
@@ -119,6 +119,7 @@ def add_parser(sub) -> None:
         "--quiet", action="store_true", help="no progress bar or lines, a line per grade"
     )
     _add_restore_options(p)
+    add_memory_options(p)
     p.set_defaults(run=run)
 
 
@@ -166,7 +167,7 @@ def _prepare(args, run_dir: RunDirectory, out: Path):
         image = load_new_image(config["image"]["source"])
         config["image"] |= describe_image(image, config["image"]["source"], out)
     if config["image"].get("crop"):
-        image = centre_crop(image, config["image"]["crop"])
+        image = image.centre_crop(config["image"]["crop"])
     if config["preset"] == "colour" and image.channels != 3:
         raise InputError(f"--preset colour is for colour images; {image.source} has 1 channel")
     for note in image.notes:
@@ -205,11 +206,12 @@ def run(args) -> int:
 
 def _run(args, run_dir: RunDirectory, out: Path) -> int:
     config, state, image = _prepare(args, run_dir, out)
+    report(plan(config, image, args), config, args.quiet)
     model_cfg, train_cfg = ModelConfig(**config["model"]), TrainConfig(**config["train"])
     device = train_cfg.torch_device()
     if state is not None:
         state = state.to(device)
-    task, objective = TASKS[config["task"]["name"]].make(image, config["task"], train_cfg, device)
+    task, objective = make_task(config, image, train_cfg, device)
     _observation(task, objective, run_dir)
     if hasattr(task, "describe"):
         config["task"]["observation"] = task.describe()
@@ -246,6 +248,7 @@ def _run(args, run_dir: RunDirectory, out: Path) -> int:
         result = fit(
             task, objective, model_cfg, train_cfg, progress=progress, on_grade_end=grade_done,
             resume=state, checkpointer=checkpointer, on_diverge=args.on_diverge,
+            work_dir=run_dir.path / "features",
         )  # fmt: skip
     if result.interrupted is not None:
         run_dir.write_metrics(metrics_record(result, config, env, "interrupted"))

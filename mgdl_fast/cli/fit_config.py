@@ -11,13 +11,13 @@ precision, CUDA graphs, checkpoints, divergence handling and output options are 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..io.images import Image, default_image, load_image
+from ..io.images import default_image
+from ..io.lazy import LazyImage, open_lazy
 from ..tasks import TASKS, fit_defaults, restoration
 from ..train import ModelConfig, TrainConfig
 
@@ -47,7 +47,8 @@ FIXED = {
 }
 LATER_GRADES = {"lr": "lr", "epochs": "epochs", "optimizer": "optimizer"}
 # Chosen afresh by every invocation (not inherited from the saved run).
-FREE = ("device", "backend", "precision", "deterministic", "cuda_graph")
+FREE = ("device", "backend", "precision", "deterministic", "cuda_graph", "stream",
+        "feature_store")  # fmt: skip
 
 
 def number_list(kind: type):
@@ -130,6 +131,7 @@ def config_from_args(args) -> dict:
         sigma=_given(args.sigma, defaults.get("sigma", 5.0)),
     )
     cache_dtype = _given(args.cache_dtype, "auto")
+    store = getattr(args, "feature_store", None)
     if cache_dtype == "auto" and defaults["cache_dtype"] != "auto":
         cache_dtype = defaults["cache_dtype"]
     train = TrainConfig(
@@ -147,6 +149,9 @@ def config_from_args(args) -> dict:
         cuda_graph=False if args.no_cuda_graph else None,
         cache_dtype=cache_dtype,
         feature_cache=not args.no_feature_cache,
+        # auto (None) is settled by the memory plan (cli/fit_memory.py) once the image is open.
+        stream=getattr(args, "stream", None) == "on",
+        feature_store="memory" if store in (None, "auto") else store,
     )
     return {
         "task": task,
@@ -201,29 +206,23 @@ def resumed_config(args, saved: dict, finished: int) -> tuple[dict, list[str]]:
     return config, notes
 
 
-def pixels_hash(image: Image) -> str:
-    digest = hashlib.sha256(str(image.pixels.shape).encode())
-    digest.update(image.pixels.tobytes())
-    return digest.hexdigest()
-
-
-def describe_image(image: Image, source: str, run_dir: Path) -> dict:
+def describe_image(image: LazyImage, source: str, run_dir: Path) -> dict:
     """The image part of a config: where it came from (as given, absolute, and relative to the
     run directory) and the content hash that identifies it on resume."""
-    info = {"source": source, "sha256": pixels_hash(image)}
+    info = {"source": source, "sha256": image.sha256()}
     if source != DEFAULT_IMAGE:
         path = Path(source).resolve()
         info |= {"path": str(path), "path_from_run": os.path.relpath(path, run_dir.resolve())}
     return info
 
 
-def load_run_image(saved: dict, given: str | None, run_dir: Path) -> Image:
+def load_run_image(saved: dict, given: str | None, run_dir: Path) -> LazyImage:
     """The image of a resumed run: ``given`` (it must be the same image), else found where the
     run recorded it (absolute path, then relative to the run directory)."""
     if saved.get("source") == DEFAULT_IMAGE and given is None:
-        image = default_image()
+        image = load_new_image(DEFAULT_IMAGE)
     elif given is not None:
-        image = load_image(given)
+        image = open_lazy(given)
     else:
         places: list[Path] = []
         if saved.get("path"):
@@ -236,8 +235,8 @@ def load_run_image(saved: dict, given: str | None, run_dir: Path) -> Image:
         if found is None:
             listed = ", ".join(str(p) for p in places)
             raise InputError(f"--resume: cannot find the run's image (tried {listed}); pass it")
-        image = load_image(found)
-    if saved.get("sha256") and pixels_hash(image) != saved["sha256"]:
+        image = open_lazy(found)
+    if saved.get("sha256") and image.sha256() != saved["sha256"]:
         raise InputError(
             f"--resume: {image.source} is not the image this run was trained on (content "
             "hash differs)"
@@ -245,8 +244,12 @@ def load_run_image(saved: dict, given: str | None, run_dir: Path) -> Image:
     return image
 
 
-def load_new_image(source: str) -> Image:
-    return default_image() if source == DEFAULT_IMAGE else load_image(source)
+def load_new_image(source: str) -> LazyImage:
+    """The image of a new run, read lazily where its format allows (``io.lazy``)."""
+    if source == DEFAULT_IMAGE:
+        image = default_image()
+        return LazyImage(image.pixels, image.source, image.notes)
+    return open_lazy(source)
 
 
 __all__ = ["DEFAULT_IMAGE", "TASKS", "config_from_args", "resumed_config", "task_config"]

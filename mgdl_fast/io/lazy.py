@@ -10,25 +10,28 @@ other format is read whole (it has to be decoded anyway). Pixels are ``[H, W]`` 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .images import from_array, load_image
+from .images import Image, from_array, load_image
 
 LAZY_SUFFIXES = (".npy", ".tif", ".tiff", ".zarr")
 
 
 class LazyImage:
     """An image whose pixels are read on demand: ``band(r0, r1, ...)`` -> float32
-    ``[rows, cols, C]`` in [0, 1]."""
+    ``[rows, cols, C]`` in [0, 1], within an optional crop window (``centre_crop``)."""
 
     def __init__(self, array, source: str, notes: list[str] | None = None):
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
             raise InputError(f"{source}: unsupported image shape {tuple(array.shape)}")
         self._array, self.source = array, source
         self.notes = list(notes or [])
+        self._top, self._left = 0, 0
         self.height, self.width = int(array.shape[0]), int(array.shape[1])
         channels = 1 if array.ndim == 2 else int(array.shape[2])
         if channels in (2, 4):
@@ -49,21 +52,67 @@ class LazyImage:
     def shape(self) -> tuple[int, int, int]:
         return self.height, self.width, self.channels
 
-    def band(self, r0: int, r1: int, row_step: int = 1, col0: int = 0, col_step: int = 1):
-        """Rows ``r0:r1:row_step`` and columns ``col0::col_step`` as float32 ``[r, c, C]``."""
-        raw = np.asarray(self._array[r0:r1:row_step, col0::col_step])
+    @property
+    def lazy(self) -> bool:
+        """Whether the pixels stay in their file (a memory map or a zarr array) until read."""
+        return type(self._array) is not np.ndarray
+
+    def band(self, r0: int, r1: int, row_step: int = 1, col0: int = 0, col_step: int = 1,
+             dtype=np.float32) -> np.ndarray:  # fmt: skip
+        """Rows ``r0:r1:row_step`` and columns ``col0::col_step`` of the (cropped) image as
+        ``[r, c, C]`` in ``dtype`` (float64: exactly ``io.images``' pixels)."""
+        rows = slice(self._top + r0, self._top + min(r1, self.height), row_step)
+        cols = slice(self._left + col0, self._left + self.width, col_step)
+        raw = np.asarray(self._array[rows, cols])
         if raw.ndim == 2:
             raw = raw[..., None]
         raw = raw[..., : self.channels]
         if self._peak is not None:
             # Divided in float64 and rounded once, as io.images does: the same fp32 targets.
-            return (raw.astype(np.float64) / self._peak).astype(np.float32)
-        pixels = raw.astype(np.float32)
+            return (raw.astype(np.float64) / self._peak).astype(dtype)
+        pixels = raw.astype(dtype)
         if not np.isfinite(pixels).all():
             raise InputError(f"{self.source}: image has NaN or infinite values")
         if pixels.min(initial=0.0) < 0 or pixels.max(initial=0.0) > 1:
             raise InputError(f"{self.source}: float image values outside [0, 1]")
         return pixels
+
+    def bands(self, rows: int = 256, dtype=np.float32) -> Iterator[np.ndarray]:
+        """The whole (cropped) image, ``rows`` rows at a time."""
+        for top in range(0, self.height, rows):
+            yield self.band(top, top + rows, dtype=dtype)
+
+    def load(self) -> Image:
+        """The pixels in memory, as ``io.images`` gives them (float64 ``[H, W, C]``): a view
+        of pixels decoded already, else read band by band."""
+        decoded = not self.lazy and self._array.dtype == np.float64 and self._array.ndim == 3
+        if decoded and self._array.shape[2] == self.channels:
+            rows = slice(self._top, self._top + self.height)
+            pixels = self._array[rows, self._left : self._left + self.width]
+        else:
+            pixels = np.concatenate(list(self.bands(dtype=np.float64)), axis=0)
+        return Image(pixels, self.source, list(self.notes))
+
+    def sha256(self) -> str:
+        """The content hash of ``io.images``' pixels, computed band by band."""
+        digest = hashlib.sha256(str(self.shape).encode())
+        for band in self.bands(dtype=np.float64):
+            digest.update(band.tobytes())
+        return digest.hexdigest()
+
+    def centre_crop(self, size: tuple[int, int]) -> LazyImage:
+        """The centre ``size = (H, W)`` of the image (nothing read); refuses one too large."""
+        height, width = size
+        if not (2 <= height <= self.height and 2 <= width <= self.width):
+            raise InputError(
+                f"--crop {height} {width} must lie within the {self.height}x{self.width} image "
+                "and be at least 2x2"
+            )
+        top, left = (self.height - height) // 2, (self.width - width) // 2
+        self._top, self._left = self._top + top, self._left + left
+        self.height, self.width = height, width
+        self.notes.append(f"cropped to the centre {height}x{width} (rows {top}.., cols {left}..)")
+        return self
 
 
 def open_lazy(path: str | Path) -> LazyImage:

@@ -1,0 +1,247 @@
+"""The preflight memory model: a run's peak memory per rank, estimated before it starts.
+
+A fit's memory is a handful of arrays whose sizes follow from the image, the model and the
+settings. For ``N = H * W`` pixels, ``C`` channels, grade widths ``W_k`` and cached-feature
+bytes ``b`` (4 fp32, 2 bf16), the regression splits are train (N/4), val (N/4) and test (N):
+``1.5 N`` rows in all (TV restoration: the N pixels, once).
+
+- ``baseline``: what the process holds already (interpreter, torch, the CLI), measured;
+- ``image``: the image decoded into float64 ``[H, W, C]``, when the run loads it after the
+  estimate (an image decoded already is in the baseline; a streamed one is read by bands);
+- ``splits``: coordinates ``[rows, 2]`` fp32 (made per chunk when streaming) and targets
+  ``[rows, C]`` fp32;
+- ``objective``: the residual of every split ``[rows, C]`` (regression), or the image-space
+  arrays of the TV step (accumulated image, proximal variable, the loss graph's arrays);
+- ``encoding``: grade 1's encoded inputs ``[rows, 2m]`` fp32 (not held when streaming);
+- ``features``: the cache at its largest, while a grade k >= 2 is frozen: its new features of
+  every split and the previous grade's test-split features, not yet released
+  (``rows W_k b + N W_{k-1} b``); features on disk count only as their staged chunks;
+- ``engine``: the bound backend's buffers for a full-batch step on the train split (a chunk
+  when streaming), measured by binding the grade's shape at two small sizes;
+- ``freeze``: the frozen grade's outputs ``[rows, C]`` fp32 before the objective absorbs them;
+- ``optimizer``: parameters, gradient, Adam moments and a chunk gradient, fp32.
+
+The estimate is checked against measured peak RSS (tests/train/test_memory.py). ``fits``
+reports it; ``suggestions`` names the settings that would bring it under a limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import psutil
+import torch
+
+from ..backends import bind
+from ..backends.base import Options
+from ..backends.engine import counters
+from ..block import BlockShape
+
+# What ``--max-memory`` leaves for the system and the page cache by default.
+MARGIN_FRACTION = 0.1
+MIN_MARGIN_BYTES = 1 << 30
+# Image-space arrays of one TV step per pixel and channel, fp32: the accumulated image, u
+# (two), the prediction, its differences (two) and prox output (two), the blur, the loss
+# graph's saved tensors and the gradient (counted in objective.py's step).
+TV_ARRAYS = 16
+# Rows of the two probe binds that measure an engine's bytes per row.
+PROBE_ROWS = (64, 128)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the memory model needs to know about a run (per rank: ``ranks`` shards it)."""
+
+    height: int
+    width: int
+    channels: int
+    task: str
+    shapes: tuple[BlockShape, ...]
+    cache_bytes: int
+    precision: str
+    backend: str | None
+    device: torch.device
+    stream: bool
+    feature_store: str
+    chunk_size: int
+    load_image: bool
+    ranks: int = 1
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+    @property
+    def split_rows(self) -> dict[str, int]:
+        """Rows of each split on this rank."""
+        if self.task != "regression":
+            return {"train": _share(self.pixels, self.ranks)}
+        h, w = self.height, self.width
+        rows = {"train": -(-h // 2) * -(-w // 2), "val": (h // 2) * (w // 2), "test": h * w}
+        return {name: _share(n, self.ranks) for name, n in rows.items()}
+
+
+def _share(n: int, ranks: int) -> int:
+    return -(-n // ranks)
+
+
+@dataclass
+class Estimate:
+    """Peak bytes per rank, by component (see the module docstring)."""
+
+    parts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    def describe(self) -> str:
+        shown = sorted(self.parts.items(), key=lambda kv: -kv[1])
+        return (
+            f"{format_bytes(self.total)} ("
+            + ", ".join(f"{name} {format_bytes(n)}" for name, n in shown if n >= 1 << 20)
+            + ")"
+        )
+
+
+def format_bytes(n: float) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def parse_bytes(text: str) -> int:
+    """``6G``, ``6GB``, ``512M``, ``2.5g`` or a plain byte count -> bytes (binary units)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = units.get(value[-1:], 1)
+    number = value[:-1] if value[-1:] in units else value
+    try:
+        result = float(number) * scale
+    except ValueError:
+        raise ValueError(f"not a memory size: {text!r} (examples: 6G, 512M)") from None
+    if result <= 0:
+        raise ValueError(f"memory size must be positive, got {text!r}")
+    return int(result)
+
+
+def baseline_bytes() -> int:
+    """This process's resident memory now."""
+    return psutil.Process().memory_info().rss
+
+
+def default_limit(device: torch.device) -> int:
+    """What a run may use by default: the available memory minus a margin (host memory for
+    a CPU run, the device's free memory for a CUDA run)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * (1 - MARGIN_FRACTION))
+    available = psutil.virtual_memory().available
+    return int(available - max(MIN_MARGIN_BYTES, available * MARGIN_FRACTION))
+
+
+def engine_bytes(shape: BlockShape, rows: int, problem: Problem, input_dtype) -> int:
+    """The bytes a bound engine of ``shape`` allocates for ``rows`` rows: its buffers grow
+    linearly in the rows, so two small probe binds give the slope and the intercept (after
+    a first bind, which may run the backend's one-time self-check)."""
+    sizes = []
+    for probe in (PROBE_ROWS[0], *PROBE_ROWS):
+        before = counters.buffer_bytes
+        bind(shape, device=problem.device, rows=probe, input_dtype=input_dtype,
+             options=Options(problem.precision), backend=problem.backend)  # fmt: skip
+        sizes.append(counters.buffer_bytes - before)
+    sizes = sizes[1:]
+    per_row = (sizes[1] - sizes[0]) / (PROBE_ROWS[1] - PROBE_ROWS[0])
+    return int(sizes[0] + per_row * (rows - PROBE_ROWS[0]))
+
+
+def estimate(problem: Problem, baseline: int) -> Estimate:
+    """Peak bytes of ``problem`` per rank on top of ``baseline`` (see the module docstring)."""
+    rows = problem.split_rows
+    total_rows, test_rows = sum(rows.values()), rows.get("test", rows["train"])
+    c, b, f32 = problem.channels, problem.cache_bytes, 4
+    regression = problem.task == "regression"
+    parts = {"baseline": baseline}
+    parts["image"] = problem.pixels * c * 8 if problem.load_image else 0
+    coords = 0 if problem.stream else total_rows * 2 * f32
+    parts["splits"] = coords + total_rows * c * f32
+    parts["objective"] = (
+        total_rows * c * f32 if regression else TV_ARRAYS * _share(problem.pixels, 1) * c * f32
+    )
+    first = problem.shapes[0]
+    parts["encoding"] = 0 if problem.stream or first.in_dim == 2 else total_rows * first.in_dim * 4
+    on_disk = problem.feature_store == "disk" or (
+        problem.feature_store == "host" and problem.device.type == "cuda"
+    )
+    chunk = min(problem.chunk_size, rows["train"])
+    largest_features, largest_engine = 0, 0
+    for k, shape in enumerate(problem.shapes):
+        if on_disk:
+            # The freeze's fp32 scratch chunk and its copy in the store's dtype, and the
+            # staged read chunks (one on a CPU; two pinned and two on the device on CUDA).
+            staged = 4 if problem.device.type == "cuda" else 1
+            held = chunk * shape.width * (4 + (1 + staged) * b)
+        else:
+            held = total_rows * shape.width * b
+            if k:
+                held += test_rows * problem.shapes[k - 1].width * b
+        largest_features = max(largest_features, held)
+        engine_rows = chunk if problem.stream else max(chunk, rows["train"])
+        input_dtype = torch.float32 if k == 0 else _cache_dtype(b)
+        largest_engine = max(largest_engine, engine_bytes(shape, engine_rows, problem, input_dtype))
+    parts["features"] = largest_features
+    parts["engine"] = largest_engine
+    parts["freeze"] = total_rows * c * f32
+    parts["optimizer"] = max(s.num_params for s in problem.shapes) * f32 * 5
+    return Estimate(parts)
+
+
+def _cache_dtype(nbytes: int) -> torch.dtype:
+    return torch.bfloat16 if nbytes == 2 else torch.float32
+
+
+def suggestions(problem: Problem, baseline: int, limit: int) -> list[str]:
+    """Settings that would bring ``problem`` under ``limit``, each as the option to give."""
+    found = []
+    candidates = [
+        ("--cache-dtype bf16", replace(problem, cache_bytes=2)),
+        ("--stream on", replace(problem, stream=True)),
+        ("--stream on --feature-store disk", replace(problem, stream=True, feature_store="disk")),
+    ]
+    for option, candidate in candidates:
+        if candidate != problem and estimate(candidate, baseline).total <= limit:
+            found.append(option)
+    for ranks in (2, 4, 8):
+        if ranks > problem.ranks:
+            candidate = replace(problem, ranks=ranks)
+            if estimate(candidate, baseline).total <= limit:
+                found.append(f"torchrun --nproc-per-node {ranks}")
+                break
+    crop = _largest_crop(problem, baseline, limit)
+    if crop:
+        found.append(f"--crop {crop} {crop}")
+    return found
+
+
+def _largest_crop(problem: Problem, baseline: int, limit: int) -> int | None:
+    """The largest square crop (a multiple of 64) that fits, if one does."""
+    side = min(problem.height, problem.width) // 64 * 64
+    while side >= 64:
+        candidate = replace(problem, height=side, width=side)
+        if estimate(candidate, baseline).total <= limit:
+            return side
+        side -= 64 if side <= 1024 else side // 8 // 64 * 64
+    return None
+
+
+__all__ = [
+    "Estimate",
+    "Problem",
+    "baseline_bytes",
+    "default_limit",
+    "estimate",
+    "format_bytes",
+    "parse_bytes",
+    "suggestions",
+]
