@@ -1,13 +1,11 @@
-"""``mgdl-fast predict CKPT``: render a checkpoint at any resolution, band by band."""
+"""``mgdl-fast predict CKPT``: render a checkpoint at any resolution, band by band (``.tif``,
+``.zarr`` and ``.npy`` outputs are written as they are rendered, in bounded memory)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import InputError
-from ..io import atomic
 from ..io.checkpoint import load_checkpoint
 from ..io.render import FORMATS, check_output, render_to
 from ..train.config import resolve_device
@@ -57,12 +55,13 @@ def run(args) -> int:
     if model.in_dim != 2:
         raise InputError("predict renders image models (2-d coordinate inputs) only")
     out = Path(args.out) if args.out else folder / f"render_{height}x{width}.png"
+    paths = [out]
+    if args.npy and out.suffix.lower() != ".npy":
+        paths.append(out.with_suffix(".npy"))
     progress = Progress(quiet=args.quiet)
-    pixels = render_to(
-        model, height, width, out, chunk_size=args.chunk_size, progress=progress,
+    render_to(
+        model, height, width, paths, chunk_size=args.chunk_size, progress=progress,
         backend=args.backend,
     )  # fmt: skip
-    if args.npy and pixels is not None:
-        atomic.atomic_write(out.with_suffix(".npy"), lambda tmp: np.save(tmp, pixels))
-    print(f"wrote {out} ({height}x{width}, {len(model)} grades)")
+    print(f"wrote {', '.join(map(str, paths))} ({height}x{width}, {len(model)} grades)")
     return 0

@@ -1,0 +1,59 @@
+"""Band-by-band rendering (issue 15): every format holds the model's prediction on the grid,
+whatever the band and tile edges, and a PNG too large for memory is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from mgdl_fast import BlockParams, BlockShape
+from mgdl_fast.errors import InputError
+from mgdl_fast.grid import grid_rows
+from mgdl_fast.io import render
+from mgdl_fast.train.model import MultiGradeModel
+
+
+def _model(channels: int) -> MultiGradeModel:
+    model = MultiGradeModel()
+    first = BlockParams.init(BlockShape(2, 16, 2, channels), seed=1)
+    second = BlockParams.init(BlockShape(16, 8, 1, channels), seed=2)
+    model.append(first, 1.0)
+    model.append(second, 1.0)
+    return model
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_format_holds_the_prediction(tmp_path, channels):
+    height, width = 300, 270  # past one 256-row band and one 256-column tile
+    model = _model(channels)
+    expected = (
+        model.predict(grid_rows(height, width, 0, height)).reshape(height, width, channels).numpy()
+    )
+    paths = [tmp_path / name for name in ("r.tif", "r.npy", "r.zarr", "r.png")]
+    render.render_to(model, height, width, paths, chunk_size=5000)
+    tif = tifffile.imread(paths[0])
+    np.testing.assert_allclose(tif.reshape(expected.shape), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.load(paths[1]), expected, rtol=0, atol=1e-6)
+    import zarr
+
+    np.testing.assert_allclose(zarr.open(str(paths[2]), mode="r")[:], expected, atol=1e-6)
+    assert paths[3].stat().st_size > 0
+    with tifffile.TiffFile(paths[0]) as tiff:
+        assert tiff.pages[0].is_tiled
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_a_png_larger_than_memory_is_refused(monkeypatch):
+    monkeypatch.setattr(render.psutil, "virtual_memory", lambda: type("M", (), {"available": 1e6}))
+    with pytest.raises(InputError, match="write .tif or .zarr"):
+        render.check_png_fits((30000, 30000, 1))
+
+
+def test_large_tiffs_are_bigtiff(tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "BIGTIFF_BYTES", 100)
+    render.render_to(_model(1), 20, 20, [tmp_path / "big.tif"])
+    with tifffile.TiffFile(tmp_path / "big.tif") as tiff:
+        assert tiff.is_bigtiff
+    assert torch.from_numpy(tifffile.imread(tmp_path / "big.tif")).isfinite().all()
