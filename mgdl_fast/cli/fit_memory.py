@@ -27,6 +27,7 @@ from ..train.memory import (
 from ..train.trainer import grade_shapes
 
 STREAM_CHOICES = ("auto", "on", "off")
+STORE_WORDS = {"disk": "features on disk", "host": "features in host memory"}
 
 
 def add_memory_options(p) -> None:
@@ -143,7 +144,10 @@ def report(found: Estimate, config: dict, quiet: bool) -> None:
         part
         for part, on in (
             ("streamed", train.get("stream")),
-            (f"features in {train.get('feature_store')}", train.get("feature_store") != "memory"),
+            (
+                STORE_WORDS.get(train.get("feature_store"), ""),
+                train.get("feature_store") != "memory",
+            ),
         )
         if on
     )

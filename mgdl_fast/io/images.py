@@ -111,10 +111,13 @@ def _to_unit_float(array: np.ndarray, source: str, notes: list[str]) -> np.ndarr
     raise InputError(f"{source}: unsupported pixel type {array.dtype}")
 
 
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """``[H, W, C]`` floats to uint8 for display; values outside [0, 1] are clipped."""
-    image = np.clip(np.asarray(pixels, dtype=np.float64), 0.0, 1.0)
-    image = np.rint(image * 255.0).astype(np.uint8)
+def to_uint8(pixels: np.ndarray, band_rows: int = 256) -> np.ndarray:
+    """``[H, W, C]`` floats to uint8 for display; values outside [0, 1] are clipped.
+    Converted ``band_rows`` rows at a time, so a large image needs only its uint8 copy."""
+    image = np.empty(pixels.shape, dtype=np.uint8)
+    for top in range(0, pixels.shape[0], band_rows):
+        band = np.clip(np.asarray(pixels[top : top + band_rows], dtype=np.float64), 0.0, 1.0)
+        image[top : top + band_rows] = np.rint(band * 255.0)
     return image[..., 0] if image.shape[-1] == 1 else image
 
 

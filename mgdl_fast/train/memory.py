@@ -19,7 +19,9 @@ bytes ``b`` (4 fp32, 2 bf16), the regression splits are train (N/4), val (N/4) a
 - ``engine``: the bound backend's buffers for a full-batch step on the train split (a chunk
   when streaming), measured by binding the grade's shape at two small sizes;
 - ``freeze``: the frozen grade's outputs ``[rows, C]`` fp32 before the objective absorbs them;
-- ``optimizer``: parameters, gradient, Adam moments and a chunk gradient, fp32.
+- ``optimizer``: parameters, gradient, Adam moments and a chunk gradient, fp32;
+- ``outputs``: what a grade's end writes: the reconstruction ``[H, W, C]`` fp32 and its 8-bit
+  PNG (counted on top of the freeze, which it follows, for a bound that holds).
 
 The estimate is checked against measured peak RSS (tests/train/test_memory.py). ``fits``
 reports it; ``suggestions`` names the settings that would bring it under a limit.
@@ -194,6 +196,7 @@ def estimate(problem: Problem, baseline: int) -> Estimate:
     parts["engine"] = largest_engine
     parts["freeze"] = total_rows * c * f32
     parts["optimizer"] = max(s.num_params for s in problem.shapes) * f32 * 5
+    parts["outputs"] = problem.pixels * c * (f32 + 1)
     return Estimate(parts)
 
 
