@@ -8,6 +8,8 @@
 #               headline shapes (bench_epoch.py, pytest-benchmark JSON)
 #   4 tests     pytest -m gpu
 #   5 denoise   the papers' denoising protocol (PROTOCOL 3), grades timed one by one
+#   6 stream    two streamed grades, the second reading grade 1's features from pinned host
+#               memory in double-buffered chunks (--stream on --feature-store host)
 # Everything (logs, JSON, device, driver, commit, command) goes to
 # bench/results/<UTC time>_<commit>/, packed as results.tar.gz beside a summary.txt, and both
 # are copied to $OUT when it is set (the device tool returns at most 8 files).
@@ -75,8 +77,10 @@ if [ "$DRY" = 1 ]; then
   stage tests 120 "$PY" -m pytest -q -p no:cacheprovider -m gpu --collect-only tests
   stage denoise 120 "$PY" -m mgdl_fast fit ${image:+"$image"} --task denoise --crop 24 24 \
     --grades 2 --epochs 3 --record-every 1 --device cpu --quiet --out "$dir/denoise"
+  stage stream 120 "$PY" -m mgdl_fast fit ${image:+"$image"} --crop 48 48 --grades 2 \
+    --epochs 3 --stream on --feature-store host --device cpu --quiet --out "$dir/stream"
 else
-  # Limits sum to 350 s, so the suite ends inside 6 minutes even when every stage hangs.
+  # Limits sum to 395 s, so the suite ends inside 7 minutes even when every stage hangs.
   stage build 80 "$PY" -m pip install -q --no-build-isolation --no-deps -e .
   stage smoke 60 "$PY" bench/gpu_smoke.py --json "$dir/smoke.json"
   stage bench 90 env MGDL_FAST_BENCH_SHAPES=headline "$PY" -m pytest -q -p no:cacheprovider \
@@ -85,6 +89,8 @@ else
   stage tests 60 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests
   stage denoise 60 "$PY" -m mgdl_fast fit ${image:+"$image"} --task denoise --preset paper \
     --grades "${MGDL_FAST_DENOISE_GRADES:-1}" --device cuda --quiet --out "$dir/denoise"
+  stage stream 45 "$PY" -m mgdl_fast fit ${image:+"$image"} --grades 2 --epochs 300 \
+    --stream on --feature-store host --device cuda --quiet --out "$dir/stream"
 fi
 
 printf '%s\n' "${summary[@]}" >"$dir/summary.txt"

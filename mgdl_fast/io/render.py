@@ -145,7 +145,7 @@ def render_to(
     progress = progress or Progress(quiet=True)
 
     def bands() -> Iterator[np.ndarray]:
-        progress.start(f"render {height}x{width}", height)
+        progress.start(f"render {height}x{width}", height, unit="row")
         for top in range(0, height, TILE):
             bottom = min(height, top + TILE)
             coords = grid_rows(height, width, top, bottom, device=model.device)
@@ -154,7 +154,7 @@ def render_to(
             for sink in sinks:
                 sink.write(top, band)
             progress.advance(bottom - top)
-            progress.show({"rows": f"{bottom}/{height}"})
+            progress.show({})
             # Last: tifffile stops drawing once it has every tile.
             yield band
 

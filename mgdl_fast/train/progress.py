@@ -46,18 +46,21 @@ class Progress:
         self.every_s, self.log_path = every_s, Path(log_path) if log_path else None
         self._bar: tqdm | None = None
         self._label, self._total, self._done, self._start_done = "", 0, 0, 0
+        self._unit = "epoch"
         self._started = self._last_line = time.monotonic()
         self._shown: dict[str, str] = {}
 
-    def start(self, label: str, total: int, done: int = 0) -> None:
-        """A grade (``label``, e.g. 'grade 2/4') of ``total`` epochs, ``done`` already run."""
+    def start(self, label: str, total: int, done: int = 0, unit: str = "epoch") -> None:
+        """A grade (``label``, e.g. 'grade 2/4') of ``total`` epochs (or another ``unit``, e.g.
+        rows of a render), ``done`` already run."""
         self._label, self._total, self._done, self._start_done = label, total, done, done
+        self._unit = unit
         self._started = self._last_line = time.monotonic()
         self._shown = {}
         if self.bar_mode:
             self._bar = tqdm(
-                total=total, initial=done, desc=label, unit="ep", file=self.stream,
-                dynamic_ncols=True,
+                total=total, initial=done, desc=label, unit={"epoch": "ep"}.get(unit, unit),
+                file=self.stream, dynamic_ncols=True,
             )  # fmt: skip
         self.event("start", label=label, epochs=total, done=done)
 
@@ -84,7 +87,7 @@ class Progress:
         eta = (self._total - self._done) / rate if rate > 0 else math.inf
         values = " ".join(f"{k} {v}" for k, v in self._shown.items())
         print(
-            f"{self._label}: epoch {self._done}/{self._total} {values} ETA {_eta(eta)}",
+            f"{self._label}: {self._unit} {self._done}/{self._total} {values} ETA {_eta(eta)}",
             file=self.stream,
             flush=True,
         )
