@@ -118,7 +118,7 @@ def to_uint8(pixels: np.ndarray, band_rows: int = 256) -> np.ndarray:
     for top in range(0, pixels.shape[0], band_rows):
         band = np.clip(np.asarray(pixels[top : top + band_rows], dtype=np.float64), 0.0, 1.0)
         image[top : top + band_rows] = np.rint(band * 255.0)
-    return image[..., 0] if image.shape[-1] == 1 else image
+    return image[..., 0] if pixels.shape[-1] == 1 else image
 
 
 def save_png(path: str | Path, pixels: np.ndarray) -> None:

@@ -113,7 +113,7 @@ class _Png:
         atomic.atomic_write(self.path, lambda out: save_png(out, self._pixels))
 
 
-SINKS = {".npy": _Npy, ".zarr": _Zarr, ".png": _Png}
+SINKS: dict[str, type[_Npy | _Zarr | _Png]] = {".npy": _Npy, ".zarr": _Zarr, ".png": _Png}
 
 
 def _tiles(band: np.ndarray) -> Iterator[np.ndarray]:
