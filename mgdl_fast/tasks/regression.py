@@ -3,6 +3,10 @@
 Train = even rows and even columns, validation = odd rows and odd columns, test = every pixel.
 Loss 0.5 * mean((pred - y)^2); PSNR = -10 log10(2 * loss) for peak 1. The objective fits the
 residual of the frozen grades; ``DEFAULTS`` and ``EPOCHS`` are the papers' settings.
+
+Sharded over the ranks of a ``train.distributed.World``, a task holds only its contiguous rows of
+every split (coordinates, targets; the objective's residuals follow) and ``totals`` gives each
+split's rows over all ranks; the objective's steps and records then sum over ranks.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import numpy as np
 import torch
 
 from ..grid import coordinate_grid
+from ..train.distributed import SINGLE, PackedSum, World, current, gather_rows
 from .base import Split
 
 SPLITS = ("train", "val", "test")
@@ -44,12 +49,23 @@ def psnr_from_loss(loss: float) -> float:
 
 
 class RegressionTask:
-    """The even/odd split of one image ``[H, W, C]`` into train, val and test (full image)."""
+    """The even/odd split of one image ``[H, W, C]`` into train, val and test (full image).
+
+    ``world`` shards every split's rows over ranks (None: the default process group's ranks
+    when torch.distributed is initialised, else one process holding every row)."""
 
     name = "regression"
 
-    def __init__(self, pixels: np.ndarray, device: torch.device | str = "cpu"):
+    def __init__(
+        self, pixels: np.ndarray, device: torch.device | str = "cpu", world: World | None = None
+    ):
         height, width, channels = pixels.shape
+        self.shape = (height, width, channels)
+        self.world = current() if world is None else world
+        if self.world.sharded:
+            self.splits = _sharded_splits(pixels, self.world, device)
+            self.totals = {name: _lattice_rows(self.shape, name) for name in self.splits}
+            return
         grid = coordinate_grid(height, width)
         image = torch.as_tensor(pixels, dtype=torch.float32)
         views = {
@@ -57,7 +73,6 @@ class RegressionTask:
             "val": (grid[1::2, 1::2], image[1::2, 1::2]),
             "test": (grid, image),
         }
-        self.shape = (height, width, channels)
         self.splits = {
             name: Split(
                 x.reshape(-1, 2).contiguous().to(device),
@@ -66,6 +81,7 @@ class RegressionTask:
             )
             for name, (x, y) in views.items()
         }
+        self.totals = {name: split.y.shape[0] for name, split in self.splits.items()}
 
     @property
     def in_dim(self) -> int:
@@ -90,6 +106,10 @@ class RegressionObjective:
         self.task = task
         self.splits = tuple(s for s in SPLITS if s in task.splits)
         self.residual = {name: task.splits[name].y.clone() for name in self.splits}
+        # A sharded task's residuals are this rank's rows; means divide by every rank's rows.
+        self.world = getattr(task, "world", SINGLE)
+        totals = getattr(task, "totals", {})
+        self.rows = {name: totals.get(name, self.residual[name].shape[0]) for name in self.splits}
 
     def start_grade(self, engine, inputs, params) -> None:
         """Bind the grade: check its operands once (each split's first chunk, the chunk sizes
@@ -105,15 +125,19 @@ class RegressionObjective:
         device = params.flat.device
         self._out = torch.empty(rows, params.shape.out_dim, device=device)
         self._chunked = self.residual["train"].shape[0] > engine.rows
-        if self._chunked:
+        if self._chunked or self.world.sharded:
             self._chunk_grad = torch.empty_like(params.flat)
             self._loss = torch.zeros((), device=device)
+        if self.world.sharded:
+            self._packed = PackedSum(self.world, params.flat.numel(), device)
 
     def step(self, inputs, params, grad) -> torch.Tensor:
         """Write the train-loss gradient into ``grad``; return the loss (device tensor). A
         train split larger than the engine's rows is summed chunk by chunk, each chunk's mean
         weighted by its share of the rows: the full-batch gradient, in another order."""
         y, rows = self.residual["train"], self._engine.rows
+        if self.world.sharded:
+            return self._sharded_step(inputs, params, grad)
         if not self._chunked:
             _, x = next(inputs.chunks("train", rows))
             return self._engine.step(x, y, params.flat, grad.flat)
@@ -127,9 +151,24 @@ class RegressionObjective:
             self._loss.add_(loss, alpha=share)
         return self._loss
 
+    def _sharded_step(self, inputs, params, grad) -> torch.Tensor:
+        """This rank's chunks weighted by their share of every rank's train rows, summed over
+        ranks with the loss in one all_reduce: with two ranks of one chunk each, bit for bit
+        the chunked step of one process whose chunks end at the shard boundary."""
+        y, packed, total = self.residual["train"], self._packed, self.rows["train"]
+        packed.buffer.zero_()
+        for start, x in inputs.chunks("train", self._engine.rows):
+            n = x.shape[0]
+            loss = self._engine.step(x, y[start : start + n], params.flat, self._chunk_grad)
+            packed.grad.add_(self._chunk_grad, alpha=n / total)
+            packed.loss.add_(loss, alpha=n / total)
+        packed.reduce()
+        grad.flat.copy_(packed.grad)
+        return packed.loss
+
     @torch.no_grad()
-    def _mse(self, inputs, split: str, params) -> torch.Tensor:
-        """0.5 * mean((block(x) - target)^2) as a 0-dim float64 device tensor, by chunks."""
+    def _squares(self, inputs, split: str, params) -> torch.Tensor:
+        """sum((block(x) - target)^2) over this rank's rows, a 0-dim float64 device tensor."""
         target = self.residual[split]
         total = torch.zeros((), dtype=torch.float64, device=target.device)
         for start, x in inputs.chunks(split, self._out.shape[0]):
@@ -137,11 +176,20 @@ class RegressionObjective:
             self._engine.forward(x, params.flat, out)
             diff = out - target[start : start + x.shape[0]]
             total += torch.sum(diff.double() ** 2)
-        return 0.5 * total / target.numel()
+        return total
+
+    def _numel(self, split: str) -> int:
+        """Target entries of ``split`` over every rank."""
+        return self.rows[split] * self.residual[split].shape[1]
 
     def record(self, inputs, params, *, with_test: bool) -> dict[str, torch.Tensor]:
+        """0.5 * MSE of each split (the test split when ``with_test``), 0-dim float64; a
+        sharded run sums the ranks' squared errors in one all_reduce."""
         names = [s for s in self.splits if s != "test" or with_test]
-        return {f"{name}_loss": self._mse(inputs, name, params) for name in names}
+        squares = [self._squares(inputs, name, params) for name in names]
+        if self.world.sharded:
+            squares = list(self.world.all_reduce_(torch.stack(squares)).unbind())
+        return {f"{n}_loss": 0.5 * total / self._numel(n) for n, total in zip(names, squares)}
 
     def postfix(self, log) -> dict[str, str]:
         shown = {"loss": f"{log.last('train_loss'):.3e}"}
@@ -155,6 +203,10 @@ class RegressionObjective:
     def mean_predictor_psnr(self) -> float:
         """Train PSNR of the best constant in place of the next grade (its residual's mean)."""
         residual = self.residual["train"].double()
+        if self.world.sharded:
+            mean = self.world.all_reduce_(residual.sum(dim=0)) / self.rows["train"]
+            squares = self.world.all_reduce_(torch.sum((residual - mean) ** 2))
+            return psnr_from_loss(0.5 * squares.item() / self._numel("train"))
         loss = 0.5 * torch.mean((residual - residual.mean(dim=0)) ** 2).item()
         return psnr_from_loss(loss)
 
@@ -167,7 +219,11 @@ class RegressionObjective:
         """Losses and PSNRs of the accumulated prediction, from the residuals."""
         metrics = {}
         for name, residual in self.residual.items():
-            loss = 0.5 * torch.mean(residual.double() ** 2).item()
+            if self.world.sharded:
+                squares = self.world.all_reduce_(torch.sum(residual.double() ** 2))
+                loss = 0.5 * squares.item() / self._numel(name)
+            else:
+                loss = 0.5 * torch.mean(residual.double() ** 2).item()
             metrics[f"{name}_loss"] = loss
             metrics[f"{name}_psnr"] = psnr_from_loss(loss)
         return metrics
@@ -175,11 +231,12 @@ class RegressionObjective:
     def reconstruction(self) -> np.ndarray:
         """The accumulated prediction on the test split (the whole image ``[H, W, C]`` for
         images, ``[N, C]`` for functions), or ``[N, C]`` on the train split of a task without
-        one; float32."""
+        one; float32. A sharded run gathers every rank's rows on every rank."""
         name = "test" if "test" in self.splits else "train"
         split = self.task.splits[name]
-        shape = self.task.shape if name == "test" else tuple(split.y.shape)
-        return (split.y - self.residual[name]).reshape(shape).cpu().numpy()
+        rows = gather_rows(self.world, split.y - self.residual[name], self.rows[name])
+        shape = self.task.shape if name == "test" else tuple(rows.shape)
+        return rows.reshape(shape).cpu().numpy()
 
 
 def make(image, task_cfg: dict, train_cfg, device: torch.device):
@@ -190,6 +247,62 @@ def make(image, task_cfg: dict, train_cfg, device: torch.device):
 
 # Where each split's pixels lie: (first row, row step, first column, column step).
 SPLIT_LATTICE = {"train": (0, 2, 0, 2), "val": (1, 2, 1, 2), "test": (0, 1, 0, 1)}
+
+
+def _lattice_grid(shape: tuple[int, ...], name: str) -> tuple[int, int]:
+    """``(rows, cols)`` of split ``name`` of an ``[H, W, C]`` image."""
+    r0, rs, c0, cs = SPLIT_LATTICE[name]
+    return len(range(r0, shape[0], rs)), len(range(c0, shape[1], cs))
+
+
+def _lattice_rows(shape: tuple[int, ...], name: str) -> int:
+    rows, cols = _lattice_grid(shape, name)
+    return rows * cols
+
+
+def lattice_coords(shape, name: str, start: int, stop: int, device=None) -> torch.Tensor:
+    """``[stop - start, 2]`` fp32 coordinates (column / W, row / H) of split ``name``'s pixels
+    ``start..stop-1`` in row-major order: the values ``coordinate_grid`` holds there."""
+    r0, rs, c0, cs = SPLIT_LATTICE[name]
+    cols = _lattice_grid(shape, name)[1]
+    index = torch.arange(start, stop, dtype=torch.int64, device=device)
+    rows = (r0 + (index // cols) * rs).double() / shape[0]
+    columns = (c0 + (index % cols) * cs).double() / shape[1]
+    return torch.stack([columns, rows], dim=1).to(torch.float32)
+
+
+def _split_targets(band, shape, name: str, start: int, stop: int, band_rows: int):
+    """Targets ``[stop - start, C]`` fp32 of split ``name``'s pixels ``start..stop-1``, read
+    ``band_rows`` split rows at a time: ``band(top, bottom, row_step, col0, col_step)`` gives
+    image rows ``top:bottom:row_step`` and columns ``col0::col_step`` as ``[r, c, C]``."""
+    r0, rs, c0, cs = SPLIT_LATTICE[name]
+    cols, channels = _lattice_grid(shape, name)[1], shape[2]
+    first, end = start // cols, -(-stop // cols)
+    y = torch.empty((end - first) * cols, channels)
+    for k in range(first, end, band_rows):
+        top = r0 + k * rs
+        pixels = band(top, top + min(band_rows, end - k) * rs, rs, c0, cs)
+        at = (k - first) * cols
+        y[at : at + pixels.shape[0] * cols] = torch.from_numpy(
+            np.ascontiguousarray(pixels.reshape(-1, channels))
+        )
+    skip = start - first * cols
+    return y if skip == 0 and y.shape[0] == stop - start else y[skip : skip + stop - start].clone()
+
+
+def _sharded_splits(pixels: np.ndarray, world: World, device) -> dict[str, Split]:
+    """This rank's rows of every split of ``pixels [H, W, C]`` (the whole grid never made)."""
+
+    def band(top, bottom, rs, c0, cs):
+        return pixels[top:bottom:rs, c0::cs].astype(np.float32)
+
+    splits = {}
+    for name in SPLIT_LATTICE:
+        start, stop = world.check_rows(name, _lattice_rows(pixels.shape, name))
+        x = lattice_coords(pixels.shape, name, start, stop)
+        y = _split_targets(band, pixels.shape, name, start, stop, band_rows=256)
+        splits[name] = Split(x.to(device), y.to(device), _lattice_grid(pixels.shape, name))
+    return splits
 
 
 @dataclass
@@ -206,24 +319,30 @@ class LazySplit:
 class StreamedRegressionTask:
     """The even/odd split of an image read band by band (``io.lazy.LazyImage``): the same
     splits, targets and coordinates as RegressionTask, without ever holding the image or a
-    coordinate grid; only the targets ``[N, C]`` fp32 are kept."""
+    coordinate grid; only the targets ``[N, C]`` fp32 are kept. ``world`` as RegressionTask's:
+    a rank reads only the bands of its rows and holds only their targets."""
 
     name = "regression"
 
-    def __init__(self, image, device: torch.device | str = "cpu", band_rows: int = 256):
-        height, width, channels = image.shape
-        self.shape, self.device = (height, width, channels), torch.device(device)
+    def __init__(
+        self,
+        image,
+        device: torch.device | str = "cpu",
+        band_rows: int = 256,
+        world: World | None = None,
+    ):
+        self.shape, self.device = tuple(image.shape), torch.device(device)
+        self.world = current() if world is None else world
         self.splits: dict[str, LazySplit] = {}
-        for name, (r0, rs, c0, cs) in SPLIT_LATTICE.items():
-            rows, cols = len(range(r0, height, rs)), len(range(c0, width, cs))
-            y = torch.empty(rows * cols, channels)
-            for k in range(0, rows, band_rows):
-                top = r0 + k * rs
-                pixels = image.band(top, min(height, top + band_rows * rs), rs, c0, cs)
-                y[k * cols : k * cols + pixels.shape[0] * cols] = torch.from_numpy(
-                    pixels.reshape(-1, channels)
-                )
-            self.splits[name] = LazySplit(y.to(self.device), (rows, cols), (r0, rs, c0, cs))
+        self.totals: dict[str, int] = {}
+        self._first: dict[str, int] = {}
+        for name, lattice in SPLIT_LATTICE.items():
+            total = _lattice_rows(self.shape, name)
+            start, stop = self.world.check_rows(name, total)
+            y = _split_targets(image.band, self.shape, name, start, stop, band_rows)
+            grid = _lattice_grid(self.shape, name)
+            self.splits[name] = LazySplit(y.to(self.device), grid, lattice)
+            self.totals[name], self._first[name] = total, start
 
     @property
     def in_dim(self) -> int:
@@ -234,12 +353,8 @@ class StreamedRegressionTask:
         return self.shape[2]
 
     def coords(self, split: str, start: int, stop: int) -> torch.Tensor:
-        """``[stop - start, 2]`` fp32 coordinates (column / W, row / H) of the split's pixels
-        ``start..stop-1`` in row-major order: the values RegressionTask's grid holds."""
-        s = self.splits[split]
-        r0, rs, c0, cs = s.lattice
-        cols = s.grid[1]
-        index = torch.arange(start, stop, dtype=torch.int64, device=self.device)
-        rows = (r0 + (index // cols) * rs).double() / self.shape[0]
-        columns = (c0 + (index % cols) * cs).double() / self.shape[1]
-        return torch.stack([columns, rows], dim=1).to(torch.float32)
+        """``[stop - start, 2]`` fp32 coordinates (column / W, row / H) of this rank's pixels
+        ``start..stop-1`` of ``split`` in row-major order: the values RegressionTask's grid
+        holds."""
+        first = self._first[split]
+        return lattice_coords(self.shape, split, first + start, first + stop, self.device)

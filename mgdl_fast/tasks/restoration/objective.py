@@ -14,6 +14,16 @@ step: one block forward, ``u <- prox(u, D pred)`` at the current parameters, dL/
 autograd in image space, then the block backward from ``dL/dout = s_k dL/dpred``. ``u`` is
 carried across grades; it cannot be recomputed from the model, so ``state_dict`` /
 ``load_state_dict`` keep it in the run's checkpoint for ``--resume``.
+
+Sharded over ranks (``InverseTask(world=...)``), the loss still couples neighbouring pixels,
+so the image-space work is not split: each rank runs the block forward on its rows of the
+features, an all_gather assembles the whole prediction ``[H*W, C]`` on every rank (H*W*C
+floats, small next to the ``[H*W, W]`` features), ``u``, the loss and ``dL/dpred`` are computed
+identically on every rank (so ``u`` and ``acc`` are whole, never sharded, and a checkpoint of
+rank 0 is complete), each rank backpropagates its own rows of ``dL/dout`` through its features,
+and the ranks' dW are summed by one all_reduce that also carries the loss (rank 0's copy). Two
+ranks holding one chunk each compute, bit for bit, one process whose chunks end at the shard
+boundary: dW is a sum over pixels, ``g_0 + g_1`` either way.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import torch
 
 from ...block import BlockParams
 from ...errors import InputError
+from ...train.distributed import SINGLE, PackedSum, RowGather, gather_rows
 from .observation import InverseTask
 from .operators import forward_diff, prox_l1, psnr, tv_loss
 
@@ -61,6 +72,8 @@ class TVObjective:
         self.grades = 0
         self.scale = 1.0
         self._last_scale = 1.0
+        self.world = getattr(task, "world", SINGLE)
+        self._pixels = height * width
 
     def _next_scale(self) -> float:
         """Output scale of the next grade: 1 for grade 1, then RMSE(acc - observed)."""
@@ -82,27 +95,33 @@ class TVObjective:
         if n > engine.rows and n % engine.rows:
             engine.prepare(n % engine.rows)
         self._engine = engine
-        self._out = torch.empty(n, params.shape.out_dim, device=params.flat.device)
+        device, channels = params.flat.device, params.shape.out_dim
+        self._out = torch.empty(n, channels, device=device)
         self._chunk_grad = torch.empty_like(params.flat) if n > engine.rows else None
+        if self.world.sharded:
+            self._gather = RowGather(self.world, self._pixels, channels, device)
+            self._packed = PackedSum(self.world, params.flat.numel(), device)
         self.scale = self._next_scale()
 
     def _forward(self, inputs, params: BlockParams) -> torch.Tensor:
-        """The block's output ``[H*W, C]`` for every pixel, in engine-sized chunks."""
+        """The block's output ``[H*W, C]`` for every pixel, in engine-sized chunks (this
+        rank's rows, gathered from every rank when sharded)."""
         for start, x in inputs.chunks("train", self._engine.rows):
             self._engine.forward(x, params.flat, self._out[start : start + x.shape[0]])
-        return self._out
+        return self._gather(self._out) if self.world.sharded else self._out
 
-    def _backward(self, inputs, params: BlockParams, grad_out, grad: BlockParams) -> None:
-        """dL/dparams from ``grad_out [H*W, C]``: one call, or summed over chunks."""
+    def _backward(self, inputs, params: BlockParams, grad_out, grad: torch.Tensor) -> None:
+        """dL/dparams ``grad [P]`` from this rank's ``grad_out [n, C]``: one call, or summed
+        over chunks."""
         if self._chunk_grad is None:
             _, x = next(inputs.chunks("train", self._engine.rows))
-            self._engine.backward(x, params.flat, grad_out, grad.flat)
+            self._engine.backward(x, params.flat, grad_out, grad)
             return
-        grad.flat.zero_()
+        grad.zero_()
         for start, x in inputs.chunks("train", self._engine.rows):
             rows = grad_out[start : start + x.shape[0]]
             self._engine.backward(x, params.flat, rows, self._chunk_grad)
-            grad.flat.add_(self._chunk_grad)
+            grad.add_(self._chunk_grad)
 
     def _loss(self, pred: torch.Tensor) -> torch.Tensor:
         task = self.task
@@ -122,8 +141,17 @@ class TVObjective:
             (grad_pred,) = torch.autograd.grad(loss, pred)
         # dL/dout [H*W, C] = s_k dL/dpred, in the block's pixel order.
         grad_out = grad_pred.reshape(grad_pred.shape[0], -1).T.mul(self.scale).contiguous()
-        self._backward(inputs, params, grad_out, grad)
-        return loss.detach()
+        if not self.world.sharded:
+            self._backward(inputs, params, grad_out, grad.flat)
+            return loss.detach()
+        start, stop = self.world.rows(self._pixels)
+        packed = self._packed
+        self._backward(inputs, params, grad_out[start:stop], packed.grad)
+        # Every rank holds the same loss: rank 0's rides in the buffer, the others add 0.
+        packed.loss.fill_(loss.detach() if self.world.is_main else 0.0)
+        packed.reduce()
+        grad.flat.copy_(packed.grad)
+        return packed.loss
 
     @torch.no_grad()
     def _predict(self, inputs, params: BlockParams) -> torch.Tensor:
@@ -146,7 +174,7 @@ class TVObjective:
     def absorb(self, outputs: dict[str, torch.Tensor]) -> None:
         """Add a frozen grade's scaled output ``[H*W, C]`` to the accumulated image."""
         scale = self._next_scale()
-        self.acc += scale * self._image(outputs["train"])
+        self.acc += scale * self._image(gather_rows(self.world, outputs["train"], self._pixels))
         self.grades += 1
         self._last_scale = scale
 

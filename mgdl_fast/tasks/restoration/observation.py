@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ...errors import InputError
-from ...grid import coordinate_grid
+from ...grid import coordinate_grid, grid_rows
+from ...train.distributed import World, current
 from ..base import Split
 from .operators import blur, gaussian_kernel_1d
 
@@ -30,6 +31,11 @@ class InverseTask:
     blur kernel ``[S]`` (None for denoising), ``observed_psnr`` the observation's PSNR against
     the clean image (peak 1), and one split ``train`` with the grid ``x [H*W, 2]`` and the
     observation ``y [H*W, C]``.
+
+    ``world`` shards the ``train`` split's rows over ranks (None: the default process group's
+    ranks when torch.distributed is initialised): a rank's split holds its rows ``[n_r, ...]``
+    only, ``totals["train"]`` is H*W. ``clean`` and ``observed`` stay whole on every rank: the
+    TV loss couples neighbouring pixels and is computed in image space on every rank.
     """
 
     def __init__(
@@ -40,6 +46,7 @@ class InverseTask:
         blur_sigma: float | None = None,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        world: World | None = None,
     ):
         if not (math.isfinite(noise) and noise >= 0):
             raise InputError(f"noise level must be a finite number >= 0, got {noise!r}")
@@ -61,6 +68,15 @@ class InverseTask:
         self.clean = clean.float().to(device)
         self.observed = observed.float().to(device)
         self.kernel = None if kernel is None else kernel.float().to(device)
+        self.world = current() if world is None else world
+        self.totals = {"train": height * width}
+        if self.world.sharded:
+            start, stop = self.world.check_rows("train", height * width)
+            grid = grid_rows(height, width, start // width, -(-stop // width), device)
+            grid = grid[start - start // width * width :][: stop - start].clone()
+            y = self.observed.permute(1, 2, 0).reshape(-1, channels)[start:stop].clone()
+            self.splits = {"train": Split(grid, y, (height, width))}
+            return
         grid = coordinate_grid(height, width).reshape(-1, 2).to(device)
         y = self.observed.permute(1, 2, 0).reshape(-1, channels).contiguous()
         self.splits = {"train": Split(grid, y, (height, width))}
