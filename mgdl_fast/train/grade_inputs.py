@@ -13,6 +13,7 @@ import torch
 from ..backends.engine import Engine
 from .cache import FeatureCache, GeneratedInputs, MemoryStore, RecomputedFeatures, freeze_grade
 from .config import TrainConfig
+from .distributed import SINGLE
 from .store import DiskFeatures, HostFeatures
 
 
@@ -76,7 +77,8 @@ def new_store(cfg: TrainConfig, inputs, splits, engine: Engine, width: int, work
 
 
 class WorkDir:
-    """The directory disk-stored features go to: the caller's, or a temporary one."""
+    """The directory disk-stored features go to: the caller's, or a temporary one (the
+    trainer gives ranks other than 0 a temporary one: they never write in the run)."""
 
     def __init__(self, path: str | Path | None):
         self._given = path
@@ -111,6 +113,8 @@ class Freezer:
         new_inputs, outputs, largest = freeze_grade(
             engine, params, inputs, self.objective.splits, store
         )
+        # A sharded grade's units are alive when they activate on any rank's rows.
+        getattr(self.objective, "world", SINGLE).all_reduce_(largest, op="max")
         self.objective.absorb(outputs)
         grade_scale = self.objective.grade_scale() if scale is None else scale
         self.result.model.append(params, grade_scale)

@@ -7,6 +7,11 @@ loss into a device-side flag that becomes NaN once any loss is not finite; the f
 each record epoch, so divergence ends the grade within ``record_every`` epochs (DivergenceError).
 Metrics are recorded as device tensors and read back at check epochs, checkpoints and when a
 progress line is due.
+
+A sharded grade (its objective's ``world`` has several ranks) agrees at every block boundary,
+with one small all_reduce of flags, on divergence, on saving a checkpoint (the minute-based
+schedule reads each rank's clock) and on a caught signal; at check epochs on early stopping.
+So no rank ever stops, saves or leaves alone, whichever rank saw the signal.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ..block import FlatParams
 from ..errors import DivergenceError
 from ..tasks.base import GradeInputs, Objective
 from .config import TrainConfig
+from .distributed import SINGLE
 from .early_stop import ValidationSmoothing
 from .epochs import EpochRunner
 from .history import MetricLog
@@ -100,6 +106,9 @@ class _Loop:
         )  # fmt: skip
         self.log, self.epoch, self.before_s = MetricLog(), 0, 0.0
         self.retries: list[dict] = []
+        self.world = getattr(grade.objective, "world", SINGLE)
+        # The signal every rank agreed on (sharded grades; None: none caught).
+        self._signum = None
         if start is not None:
             self.log = MetricLog(start.series)
             self.epoch, self.before_s, self.retries = (
@@ -122,6 +131,8 @@ class _Loop:
                 if self.hook is not None:
                     stop = self.hook(self.g.number, self.epoch, self.g.params, self.g.inputs,
                                      self.g.objective)  # fmt: skip
+                    if self.world.sharded and self.world.any(bool(stop)):
+                        stop = stop or "a hook on another rank stopped the grade"
                     if stop:
                         reason = stop
                         break
@@ -150,23 +161,36 @@ class _Loop:
     def _events(self, last: int) -> bool:
         """The host's work after epoch ``self.epoch``; True when early stopping ends the grade."""
         epoch, cfg = self.epoch, self.cfg
+        flag = 0.0
         if epoch % cfg.record_every == 0:
             with_test = epoch % cfg.test_every == 0
             values = self.g.objective.record(self.g.inputs, self.g.params, with_test=with_test)
             for name, value in values.items():
                 self.log.add(name, epoch, value)
             flag = self.runner.nonfinite.item()
-            if not math.isfinite(flag):
-                raise DivergenceError(self.g.number, epoch, flag)
-        check = self.stop_rule.is_check_epoch(epoch)
         saving = self.checkpointer is not None and self.checkpointer.due(epoch)
+        if self.world.sharded:
+            flag, saving = self._agree(flag, saving)
+        if not math.isfinite(flag):
+            raise DivergenceError(self.g.number, epoch, flag)
+        check = self.stop_rule.is_check_epoch(epoch)
         if check or epoch == last or saving or self.progress.due():
             self._flush()
         if saving:
             self._save()
-        return (
+        stop = (
             check and cfg.early_stopping and self.stop_rule.should_stop(self.log.values("val_loss"))
         )
+        return self.world.any(stop) if self.world.sharded and check else stop
+
+    def _agree(self, flag: float, saving: bool) -> tuple[float, bool]:
+        """Every rank's view of divergence, a due checkpoint and a caught signal, combined
+        (one all_reduce): the flag NaN if any rank's is, saving if any rank's is due."""
+        caught = self.checkpointer.interrupted if self.checkpointer is not None else None
+        bad, due, signum = self.world.agree([not math.isfinite(flag), saving, caught or 0])
+        if signum:
+            self._signum = signum
+        return (math.nan if bad else flag), bool(due or signum)
 
     def _flush(self) -> None:
         entries = self.log.flush()
@@ -193,5 +217,7 @@ class _Loop:
         )
         checkpointer.saved()
         self.progress.event("checkpoint", grade=g.number, epoch=self.epoch)
-        if checkpointer.interrupted is not None:
-            raise Interrupted(checkpointer.interrupted, g.number, self.epoch)
+        # A sharded grade leaves on the signal it agreed on, never on one caught since.
+        signum = self._signum if self.world.sharded else checkpointer.interrupted
+        if signum is not None:
+            raise Interrupted(signum, g.number, self.epoch)

@@ -5,6 +5,11 @@ optimizer updates and the freezing forward all run on that one engine, recorded 
 ``GradeRecord.backend``. A run resumes from a ``TrainingState`` (finished grades, and the grade
 in progress exactly where it was saved) and, with ``on_diverge="retry"``, retrains a grade
 whose loss became NaN or infinite at half the learning rate, a bounded number of times.
+
+A task sharded over ranks (``train.distributed``) trains data-parallel: every rank runs this
+same loop on its rows, its objective sums dW and metrics over ranks, and every decision (early
+stopping, divergence, a checkpoint, a signal, another grade) is agreed, so the ranks take the
+same steps and leave together.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..block import BlockParams, BlockShape
 from ..encoding import make_encoding
 from ..errors import DivergenceError, InputError
 from .config import ModelConfig, TrainConfig
+from .distributed import SINGLE
 from .early_stop import ValidationSmoothing
 from .grade_inputs import Freezer, WorkDir, grade_inputs
 from .health import grade_health
@@ -82,9 +88,11 @@ def bind_grade(shape: BlockShape, inputs, objective, cfg: TrainConfig) -> Engine
 
 
 def use_cuda_graph(engine: Engine, objective, cfg: TrainConfig, hook) -> bool:
-    """Capture K-epoch blocks when the engine and objective allow it, no hook runs and the
-    inputs are device tensors (a streamed grade reads its chunks from the host)."""
+    """Capture K-epoch blocks when the engine and objective allow it, no hook runs, the
+    inputs are device tensors (a streamed grade reads its chunks from the host) and the grade
+    is not sharded (its epochs hold collectives)."""
     possible = engine.capturable and getattr(objective, "capturable", False) and hook is None
+    possible = possible and not getattr(objective, "world", SINGLE).sharded
     in_memory = not cfg.stream and cfg.feature_store == "memory"
     return possible and in_memory and engine.device.type == "cuda" and cfg.cuda_graph is not False
 
@@ -120,12 +128,14 @@ def fit(
     (``interrupted``). ``on_grade_end`` is called after every grade with the
     result so far; ``checkpointer`` saves the grade in progress; ``hook`` runs before every
     optimizer step (see GradeHook). ``work_dir`` holds features on disk (a temporary
-    directory when None and ``feature_store`` is disk).
+    directory when None and ``feature_store`` is disk; other ranks than 0 of a sharded run
+    always use a temporary one).
     """
     if on_diverge not in ON_DIVERGE:
         raise InputError(f"on_diverge must be one of {ON_DIVERGE}, got {on_diverge!r}")
+    world = getattr(objective, "world", SINGLE)
     if not isinstance(progress, Progress):
-        progress = Progress(quiet=not progress)
+        progress = Progress(quiet=not progress or not world.is_main)
     encoding = make_encoding(model_cfg.encoding_config(), task.in_dim)
     if encoding is not None and resume is not None and resume.model.encoding is not None:
         encoding = resume.model.encoding
@@ -138,7 +148,7 @@ def fit(
         encoding = encoding.to(train_cfg.torch_device())
     inputs = grade_inputs(task, objective.splits, encoding, train_cfg)
     result = FitResult(MultiGradeModel(encoding=encoding), list(resume.records) if resume else [])
-    work = WorkDir(work_dir)
+    work = WorkDir(work_dir if world.is_main else None)
     freeze = Freezer(result, objective, train_cfg, work)
     for params, scale in zip(resume.model.grades, resume.model.scales) if resume else ():
         engine = bind_grade(params.shape, inputs, objective, train_cfg)
@@ -149,8 +159,9 @@ def fit(
         torch.set_rng_state(resume.rng)
     start = resume.current if resume is not None else None
     for k in range(len(result.model), len(shapes)):
-        if (stop := _adaptive_stop(model_cfg, result.records)) is not None:
-            result.grades_stop = stop
+        stop = _adaptive_stop(model_cfg, result.records)
+        if model_cfg.adaptive and world.any(stop is not None):
+            result.grades_stop = stop or "another rank stopped adding grades"
             break
         grade_cfg = train_cfg.for_grade(k)
         trainer = _GradeTrainer(k + 1, shapes, inputs, objective, model_cfg, grade_cfg, result)
