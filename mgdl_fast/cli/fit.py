@@ -3,10 +3,15 @@
 Argument parsing and the run's course only: defaults come from ``mgdl_fast.tasks``
 (cli/fit_config.py merges them), training from ``mgdl_fast.train``, files from
 ``mgdl_fast.io``. Options default to None so that ``--resume`` knows which ones were given.
+
+Under ``torchrun --nproc-per-node K -m mgdl_fast fit ...`` every rank runs this command: the
+grades train data-parallel (``train.distributed``), rank 0 alone opens and writes the run
+directory (``io.rundir.RankRun``) and prints; the others follow its decisions and exit codes.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -16,10 +21,10 @@ from ..backends.base import PRECISIONS
 from ..encoding import ENCODINGS
 from ..errors import InputError
 from ..io.environment import environment
-from ..io.rundir import RunDirectory, metrics_record
+from ..io.rundir import RankRun, RunDirectory, metrics_record
 from ..tasks import PRESETS, TASKS
-from ..train import ModelConfig, TrainConfig, fit
-from ..train.config import CACHE_DTYPES, MODEL_KINDS, OPTIMIZERS
+from ..train import ModelConfig, TrainConfig, distributed, fit
+from ..train.config import CACHE_DTYPES, MODEL_KINDS, OPTIMIZERS, resolve_device
 from ..train.progress import Progress
 from ..train.state import Checkpointer, TrainingState
 from ..train.trainer import ON_DIVERGE, objective_state
@@ -142,7 +147,8 @@ def _add_restore_options(p) -> None:
 
 
 def _note(message: str) -> None:
-    print(f"mgdl-fast: note: {message}", file=sys.stderr)
+    if distributed.current().is_main:
+        print(f"mgdl-fast: note: {message}", file=sys.stderr)
 
 
 def _default_out(args) -> Path:
@@ -151,12 +157,11 @@ def _default_out(args) -> Path:
     return Path(f"runs/{stem if task == 'regression' else f'{stem}_{task}'}_{args.model or 'mgdl'}")
 
 
-def _prepare(args, run_dir: RunDirectory, out: Path):
-    """The config, the state to resume from (or None) and the image."""
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise InputError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+def _prepare(args, loaded, out: Path):
+    """The config, the state to resume from (or None) and the image; ``loaded``: the run's
+    saved state and config when resuming."""
     if args.resume:
-        state, saved = run_dir.load_state("cpu")
+        state, saved = loaded
         finished = len(state.model)
         config, notes = resumed_config(args, saved, finished)
         image = load_run_image(saved["image"], args.image, out)
@@ -176,9 +181,13 @@ def _prepare(args, run_dir: RunDirectory, out: Path):
     return config, state, image
 
 
-def _observation(task, objective, run_dir: RunDirectory) -> None:
+def _observation(task, objective, run_dir: RankRun) -> None:
     """Restoration runs: report the observation and save it."""
     if not hasattr(task, "describe"):
+        return
+    pixels = task.observed.permute(1, 2, 0).cpu().numpy()
+    run_dir.write_observation(pixels)
+    if not run_dir.world.is_main:
         return
     info = task.describe()
     blur = ""
@@ -189,25 +198,51 @@ def _observation(task, objective, run_dir: RunDirectory) -> None:
         f"observation: {blur}noise {info['noise_255']:g}/255 (seed {info['noise_seed']}): "
         f"PSNR {info['observed_psnr']:.4f} dB"
     )
-    run_dir.write_observation(task.observed.permute(1, 2, 0).cpu().numpy())
 
 
 def run(args) -> int:
-    out = Path(args.out) if args.out else _default_out(args)
-    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
-    if mode == "new":
-        config_from_args(args)  # bad options are refused before the directory is touched
-    run_dir = RunDirectory(out, mode=mode)
+    """The fit command; under torchrun, one rank of it (see the module docstring)."""
+    world = distributed.launch(cuda=resolve_device(args.device or "auto").type == "cuda")
+    if not world.is_main:
+        # Rank 0 shows the run (and warns); the others print only their errors.
+        args.quiet = True
+        logging.getLogger("mgdl_fast").setLevel(logging.ERROR)
     try:
-        return _run(args, run_dir, out)
+        out = Path(args.out) if args.out else _default_out(args)
+        mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+        if mode == "new":
+            config_from_args(args)  # bad options are refused before the directory is touched
+        opened = world.on_main(lambda: RunDirectory(out, mode=mode))
+        try:
+            return _run(args, RankRun(opened, out, world), out)
+        finally:
+            if opened is not None:
+                opened.close()
     finally:
-        run_dir.close()
+        distributed.finish(world)
 
 
-def _run(args, run_dir: RunDirectory, out: Path) -> int:
-    config, state, image = _prepare(args, run_dir, out)
+def _resume_note(state: TrainingState, out: Path) -> None:
+    current = state.current
+    where = (
+        f"in grade {current.grade} after epoch {current.epoch}"
+        if current
+        else (f"after grade {len(state.model)}")
+    )
+    _note(f"resuming {out} {where}")
+
+
+def _run(args, run_dir: RankRun, out: Path) -> int:
+    world = run_dir.world
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise InputError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    loaded = run_dir.load_state("cpu") if args.resume else None
+    config, state, image = world.everywhere(lambda: _prepare(args, loaded, out))
     report(plan(config, image, args), config, args.quiet)
-    model_cfg, train_cfg = ModelConfig(**config["model"]), TrainConfig(**config["train"])
+    model_cfg = ModelConfig(**config["model"])
+    train_cfg = TrainConfig(
+        **{**config["train"], "device": distributed.rank_device(config["train"]["device"], world)}
+    )
     device = train_cfg.torch_device()
     if state is not None:
         state = state.to(device)
@@ -216,16 +251,12 @@ def _run(args, run_dir: RunDirectory, out: Path) -> int:
     if hasattr(task, "describe"):
         config["task"]["observation"] = task.describe()
     if state is not None:
-        current = state.current
-        where = (
-            f"in grade {current.grade} after epoch {current.epoch}"
-            if current
-            else (f"after grade {len(state.model)}")
-        )
-        _note(f"resuming {out} {where}")
+        _resume_note(state, out)
     elif config["preset"] == "quick" and args.epochs is None:
         _note(f"quick preset: {train_cfg.epochs} epochs per grade (--preset paper: the papers')")
     env = environment(device)
+    if world.sharded:
+        env["distributed"] = world.describe()
     title = f"{model_cfg.kind.upper()} {config['task']['name']}: {Path(image.source).name}"
     checkpointer = Checkpointer(
         lambda s: run_dir.save_state(s, config), every_epochs=args.checkpoint_every
@@ -240,8 +271,8 @@ def _run(args, run_dir: RunDirectory, out: Path) -> int:
                           torch.get_rng_state()),
             config,
         )  # fmt: skip
-        record = result.records[-1]
-        print(grade_line(record, len(result.model), total), file=sys.stderr)
+        if world.is_main:
+            print(grade_line(result.records[-1], len(result.model), total), file=sys.stderr)
 
     progress = Progress(quiet=args.quiet, log_path=run_dir.progress_log)
     with checkpointer.catching_signals():
@@ -250,15 +281,24 @@ def _run(args, run_dir: RunDirectory, out: Path) -> int:
             resume=state, checkpointer=checkpointer, on_diverge=args.on_diverge,
             work_dir=run_dir.path / "features",
         )  # fmt: skip
+    return _finish(result, run_dir, config, env, title, out)
+
+
+def _finish(result, run_dir: RankRun, config: dict, env: dict, title: str, out: Path) -> int:
+    """The run's last files and words; the exit status (the same on every rank)."""
+    world = run_dir.world
     if result.interrupted is not None:
         run_dir.write_metrics(metrics_record(result, config, env, "interrupted"))
         run_dir.commit()
-        print(f"mgdl-fast: {result.interrupted}", file=sys.stderr)
+        if world.is_main:
+            print(f"mgdl-fast: {result.interrupted}", file=sys.stderr)
         return 128 + result.interrupted.signum
     status = "diverged" if result.diverged else "complete"
     run_dir.write_metrics(metrics_record(result, config, env, status))
     run_dir.write_curves(result, title)
     run_dir.commit()
+    if not world.is_main:
+        return 1 if result.diverged is not None else 0
     print_summary(result, out)
     if result.diverged is not None:
         kept = f"kept grades 1-{len(result.model)}" if len(result.model) else "no grade was kept"

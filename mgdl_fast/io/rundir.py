@@ -16,6 +16,10 @@ What a run leaves, written as each grade finishes (and the state also during a g
 The manifest is the commit point: a crash before it is rewritten leaves the previous manifest,
 whose state file still exists, so ``--resume`` continues from a consistent point and rewrites
 the other files; ``predict`` refuses model files that do not match it.
+
+In a run sharded over ranks (``train.distributed``), rank 0 alone opens, locks and writes the
+directory; ``RankRun`` is the directory as every rank calls it: rank 0 does each write (a
+failure there is raised on every rank, so no rank waits for one that left), the others nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, MGDLError
+from ..train.distributed import World, current
 from ..train.state import TrainingState
 from ..train.trainer import FitResult
 from . import atomic
@@ -54,6 +59,9 @@ class RunDirectory:
 
     def __init__(self, path: str | Path, *, mode: str = "new"):
         self.path = Path(path)
+        self._lock_fd = -1
+        if not current().is_main:
+            raise MGDLError("only rank 0 of a sharded run opens its run directory")
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"--out {self.path} is a file, not a directory")
         try:
@@ -181,7 +189,7 @@ class RunDirectory:
         save_png_atomic(self.path / name, reconstruction)
         atomic.atomic_write(
             self.path / "reconstruction.npy",
-            lambda tmp: np.save(tmp, reconstruction.astype(np.float32)),
+            lambda tmp: np.save(tmp, reconstruction.astype(np.float32, copy=False)),
         )
         save_checkpoint(self.path / CHECKPOINT_STEM, result.model, metrics["config"])
         self.write_metrics(metrics)
@@ -198,6 +206,44 @@ class RunDirectory:
                 self.path / "curves.png", lambda tmp: plot_curves(result.records, tmp, title)
             )
             self._wrote("curves.png")
+
+
+class RankRun:
+    """A run directory as each rank calls it: ``run_dir`` on rank 0 (None elsewhere) does every
+    call, whose failure every rank raises (``World.on_main``); with one process, the directory
+    itself. ``path`` is the directory's path on every rank."""
+
+    def __init__(self, run_dir: RunDirectory | None, path: Path, world: World):
+        self.run_dir, self.path, self.world = run_dir, path, world
+
+    def _main(self, call):
+        return self.world.on_main(lambda: call(self.run_dir))
+
+    @property
+    def progress_log(self) -> Path | None:
+        return self.run_dir.progress_log if self.run_dir is not None else None
+
+    def load_state(self, device) -> tuple[TrainingState, dict]:
+        """Rank 0's current state and config, on every rank."""
+        return self.world.broadcast(self._main(lambda d: d.load_state(device)))
+
+    def save_state(self, state: TrainingState, config: dict) -> None:
+        self._main(lambda d: d.save_state(state, config))
+
+    def write_observation(self, pixels: np.ndarray) -> None:
+        self._main(lambda d: d.write_observation(pixels))
+
+    def grade_done(self, result: FitResult, reconstruction: np.ndarray, metrics: dict) -> None:
+        self._main(lambda d: d.grade_done(result, reconstruction, metrics))
+
+    def write_metrics(self, metrics: dict) -> None:
+        self._main(lambda d: d.write_metrics(metrics))
+
+    def write_curves(self, result: FitResult, title: str) -> None:
+        self._main(lambda d: d.write_curves(result, title))
+
+    def commit(self) -> None:
+        self._main(lambda d: d.commit())
 
 
 def save_png_atomic(path: Path, pixels: np.ndarray) -> None:
