@@ -63,6 +63,23 @@ def measure(threads: int, shape: BlockShape, rows: int, epochs: int) -> dict:
     }
 
 
+def gemm_gflops(threads: int, rows: int, repeats: int = 20) -> dict[str, float]:
+    """The ceiling of the ratio: one ``[rows, 128] @ [128, 128]`` GEMM in each precision,
+    median GFLOP/s (an epoch is five such GEMMs plus elementwise passes)."""
+    torch.set_num_threads(threads)
+    rates = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(rows, 128).to(dtype), torch.randn(128, 128).to(dtype)
+        out = torch.empty(rows, 128, dtype=dtype)
+        times = []
+        for _ in range(repeats + 3):
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            times.append(time.perf_counter() - start)
+        rates[name] = 2 * rows * 128 * 128 / statistics.median(times[3:]) / 1e9
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=65_536, help="training rows (512^2 / 4)")
@@ -76,9 +93,12 @@ def main() -> None:
     results = []
     for threads in (int(t) for t in args.threads.split(",")):
         result = measure(threads, shape, args.rows, args.epochs)
+        result["gemm_gflops"] = gemm = gemm_gflops(threads, args.rows)
         m = result["median_s"]
         print(f"{threads} thread(s): fp32 {m['fp32'] * 1e3:.1f} ms, bf16 {m['bf16'] * 1e3:.1f} ms"
-              f" per epoch -> {result['ratio_fp32_over_bf16']:.2f}x")  # fmt: skip
+              f" per epoch -> {result['ratio_fp32_over_bf16']:.2f}x; GEMM fp32 "
+              f"{gemm['fp32']:.0f}, bf16 {gemm['bf16']:.0f} GFLOP/s -> "
+              f"{gemm['bf16'] / gemm['fp32']:.2f}x")  # fmt: skip
         results.append(result)
     record = {
         "block": shape.to_dict(),
