@@ -13,6 +13,7 @@ import torch
 from skimage import data, transform
 
 from mgdl_fast.block import BlockShape
+from mgdl_fast.cli import fit_memory
 from mgdl_fast.train.memory import Problem, estimate, parse_bytes, suggestions
 
 from ..helpers import run_cli
@@ -54,7 +55,14 @@ def test_estimate_is_within_20_percent_of_measured_peak_rss(tmp_path, side, opti
     assert abs(estimated - measured) <= 0.2 * measured, (estimated, measured)
 
 
-def test_a_run_above_max_memory_is_refused_naming_what_fits(tmp_path, capsys):
+@pytest.fixture
+def fresh_baseline(monkeypatch):
+    """In-process CLI runs see the test process's own size as their baseline; pin it to a
+    fresh process's (about 260 MB) so the limits below mean the same in any test order."""
+    monkeypatch.setattr(fit_memory, "baseline_bytes", lambda: 260 << 20)
+
+
+def test_a_run_above_max_memory_is_refused_naming_what_fits(tmp_path, capsys, fresh_baseline):
     image = _camera(tmp_path / "cam.npy", 1024)
     out = tmp_path / "run"
     args = ["fit", image, "--out", out, "--max-memory", "600M", "--stream", "off",
@@ -68,7 +76,7 @@ def test_a_run_above_max_memory_is_refused_naming_what_fits(tmp_path, capsys):
     assert not (out / "metrics.json").exists()
 
 
-def test_auto_streams_when_only_streaming_fits(tmp_path, capsys):
+def test_auto_streams_when_only_streaming_fits(tmp_path, capsys, fresh_baseline):
     image = _camera(tmp_path / "cam.npy", 1024)
     out = tmp_path / "run"
     args = ["fit", image, "--out", out, "--epochs", "1", "--grades", "1", "--max-memory", "900M"]
