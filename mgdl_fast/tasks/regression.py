@@ -43,6 +43,25 @@ EPOCHS = {"quick": 300, "paper": 10_000, "colour": 10_000}
 COLOUR = {"grades": 4, "width": 256, "layers": 3, "lr": [1e-3, 1e-3, 5e-4, 5e-4]}
 
 
+# Rows per float64 pass of the metrics: a large split is never widened to float64 whole (a
+# 16k^2 test split would need 2 GB); a split of at most this many rows keeps the one-pass sum.
+SQUARES_CHUNK = 1 << 21
+
+
+def _squares(rows: torch.Tensor, mean: torch.Tensor | None = None) -> torch.Tensor:
+    """sum((rows - mean)^2) in float64, a 0-dim tensor."""
+    wide = rows.double() if mean is None else rows.double() - mean
+    return torch.sum(wide * wide)
+
+
+def _chunked(t: torch.Tensor, reduce) -> torch.Tensor:
+    """``reduce`` over ``t [N, C]`` summed over float64 passes of SQUARES_CHUNK rows."""
+    parts = [
+        reduce(t[start : start + SQUARES_CHUNK]) for start in range(0, t.shape[0], SQUARES_CHUNK)
+    ]
+    return torch.stack(parts).sum(dim=0)
+
+
 def psnr_from_loss(loss: float) -> float:
     """PSNR in dB for peak 1 from a 0.5 * MSE loss."""
     return -10.0 * math.log10(2.0 * loss) if loss > 0 else math.inf
@@ -202,13 +221,18 @@ class RegressionObjective:
 
     def mean_predictor_psnr(self) -> float:
         """Train PSNR of the best constant in place of the next grade (its residual's mean)."""
-        residual = self.residual["train"].double()
+        residual = self.residual["train"]
         if self.world.sharded:
-            mean = self.world.all_reduce_(residual.sum(dim=0)) / self.rows["train"]
-            squares = self.world.all_reduce_(torch.sum((residual - mean) ** 2))
+            sums = self.world.all_reduce_(_chunked(residual, lambda r: r.double().sum(dim=0)))
+            mean = sums / self.rows["train"]
+            squares = self.world.all_reduce_(_chunked(residual, lambda r: _squares(r, mean)))
             return psnr_from_loss(0.5 * squares.item() / self._numel("train"))
-        loss = 0.5 * torch.mean((residual - residual.mean(dim=0)) ** 2).item()
-        return psnr_from_loss(loss)
+        if residual.shape[0] <= SQUARES_CHUNK:
+            wide = residual.double()
+            return psnr_from_loss(0.5 * torch.mean((wide - wide.mean(dim=0)) ** 2).item())
+        mean = _chunked(residual, lambda r: r.double().sum(dim=0)) / residual.shape[0]
+        squares = _chunked(residual, lambda r: _squares(r, mean))
+        return psnr_from_loss(0.5 * squares.item() / residual.numel())
 
     def absorb(self, outputs: dict[str, torch.Tensor]) -> None:
         """Subtract a frozen grade's outputs ``[N, C]`` from every split's residual."""
@@ -220,10 +244,12 @@ class RegressionObjective:
         metrics = {}
         for name, residual in self.residual.items():
             if self.world.sharded:
-                squares = self.world.all_reduce_(torch.sum(residual.double() ** 2))
+                squares = self.world.all_reduce_(_chunked(residual, _squares))
                 loss = 0.5 * squares.item() / self._numel(name)
-            else:
+            elif residual.shape[0] <= SQUARES_CHUNK:
                 loss = 0.5 * torch.mean(residual.double() ** 2).item()
+            else:
+                loss = 0.5 * _chunked(residual, _squares).item() / residual.numel()
             metrics[f"{name}_loss"] = loss
             metrics[f"{name}_psnr"] = psnr_from_loss(loss)
         return metrics
