@@ -18,10 +18,13 @@ from mgdl_fast.train.memory import Problem, estimate, parse_bytes, suggestions
 
 from ..helpers import run_cli
 
-# Runs the CLI in a fresh process and prints its own peak RSS (KiB) last.
+# Runs the CLI in a fresh process and prints its own peak RSS (KiB) last. VmHWM, not
+# getrusage's ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child of a large
+# pytest process would report the parent's size; VmHWM belongs to the new address space.
 MEASURE = (
-    "import resource, sys; from mgdl_fast.cli import main; code = main(sys.argv[1:]); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+    "import re, sys; from mgdl_fast.cli import main; code = main(sys.argv[1:]); "
+    "status = open('/proc/self/status').read(); "
+    "print(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)); sys.exit(code)"
 )
 
 
