@@ -146,7 +146,9 @@ def serial_flush_chains(fn: Function) -> int:
     whose load is issued only after the store of an earlier pair on the same base register: the
     compiler could not batch the loads of one array walk, so each pair waits a full memory round
     trip."""
-    chains, last_store, pending = 0, {}, {}
+    chains = 0
+    last_store: dict[str, int] = {}
+    pending: dict[str, tuple[int, set[str]]] = {}
     for i, ins in enumerate(fn.instrs):
         base_op = ins.op.split(".")[0]
         addr = re.findall(r"\[[^\]]*\]", ins.args)
@@ -162,7 +164,7 @@ def serial_flush_chains(fn: Function) -> int:
                     derived |= widen(regs[0], mid.op)
             data = registers_of(ins.args.split("]")[-1])
             if data and widen(data[0], ins.op) & derived:
-                base = (registers_of(addr[-1]) or [None])[0]
+                base = (registers_of(addr[-1]) or [""])[0]
                 chains += li > last_store.get(base, i)
                 last_store[base] = i
     return chains
