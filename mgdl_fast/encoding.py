@@ -80,19 +80,22 @@ class Encoding:
     def to(self, device: torch.device | str) -> Encoding:
         return Encoding(self.config, self.in_dim, self.matrix.to(device))
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [n, D]`` -> ``[n, out_dim]`` fp32, written into ``out`` when given (an fp32
+        ``[n, out_dim]`` view: the streamed path reuses one chunk buffer). The only temporary
+        is the angles ``[n, out_dim / 2]``."""
         matrix = self.matrix.to(x.device)
+        x = x.float()
         if self.config.kind == "fourier":
-            angles = (2 * math.pi) * (x.float() @ matrix)
+            angles = x @ matrix
         else:
-            angles = ((2 * math.pi) * x.float()[:, :, None] * matrix).reshape(x.shape[0], -1)
-        return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
-
-    def encode_chunked(self, x: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
-        """The encoding of ``x`` computed ``chunk`` rows at a time (bounded temporaries)."""
-        out = torch.empty(x.shape[0], self.out_dim, device=x.device)
-        for start in range(0, x.shape[0], chunk):
-            out[start : start + chunk] = self(x[start : start + chunk])
+            angles = (x[:, :, None] * matrix).reshape(x.shape[0], -1)
+        angles.mul_(2 * math.pi)
+        if out is None:
+            out = torch.empty(x.shape[0], self.out_dim, device=x.device)
+        half = angles.shape[1]
+        torch.cos(angles, out=out[:, :half])
+        torch.sin(angles, out=out[:, half:])
         return out
 
 

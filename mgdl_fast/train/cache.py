@@ -60,11 +60,31 @@ class FeatureCache:
 
 
 class GeneratedInputs:
-    """Grade 1's inputs made per chunk: ``make(split, start, stop) -> x [stop - start, D]``
-    (the task's coordinates, encoded when the model has an encoding)."""
+    """Grade 1's inputs made per chunk: ``make(split, start, stop, out=None) -> x [stop -
+    start, D]`` (the task's coordinates, encoded when the model has an encoding).
 
-    def __init__(self, rows: dict[str, int], make: Callable[[str, int, int], torch.Tensor]):
+    With ``reuse_width`` (D of an encoding), ``chunks`` has ``make`` write every chunk into one
+    reused ``[size, D]`` buffer, so a streamed epoch allocates no encoded chunks: a chunk is
+    valid until the next one is made. ``get`` always returns an array of its own.
+    """
+
+    def __init__(
+        self,
+        rows: dict[str, int],
+        make: Callable[..., torch.Tensor],
+        reuse_width: int | None = None,
+        device: torch.device | str = "cpu",
+    ):
         self._rows, self._make = dict(rows), make
+        self._reuse_width, self._device = reuse_width, device
+        self._buffer: torch.Tensor | None = None
+
+    def _chunk_buffer(self, size: int) -> torch.Tensor | None:
+        if self._reuse_width is None:
+            return None
+        if self._buffer is None or self._buffer.shape[0] < size:
+            self._buffer = torch.empty(size, self._reuse_width, device=self._device)
+        return self._buffer
 
     @property
     def dtype(self) -> torch.dtype:
@@ -74,8 +94,11 @@ class GeneratedInputs:
         return self._rows[split]
 
     def chunks(self, split: str, size: int) -> Chunks:
+        buffer = self._chunk_buffer(min(size, self._rows[split]))
         for start in range(0, self._rows[split], size):
-            yield start, self._make(split, start, min(start + size, self._rows[split]))
+            stop = min(start + size, self._rows[split])
+            out = None if buffer is None else buffer[: stop - start]
+            yield start, self._make(split, start, stop, out=out)
 
     def get(self, split: str) -> torch.Tensor:
         return self._make(split, 0, self._rows[split])

@@ -24,14 +24,17 @@ def grade_inputs(task, splits: tuple[str, ...], encoding, cfg: TrainConfig):
     if encoding is not None:
         encoding = encoding.to(device)
 
-    def make(split: str, start: int, stop: int) -> torch.Tensor:
+    def make(split: str, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
         x = task.splits[split].x
         x = task.coords(split, start, stop) if x is None else x[start:stop]
-        return encoding(x) if encoding is not None else x
+        if encoding is None:
+            return x if out is None else out.copy_(x)
+        return encoding(x, out=out)
 
     rows = {name: task.splits[name].y.shape[0] for name in splits}
     if cfg.stream:
-        return GeneratedInputs(rows, make)
+        width = encoding.out_dim if encoding is not None else None
+        return GeneratedInputs(rows, make, reuse_width=width, device=device)
     coords = {}
     for name in splits:
         x = task.splits[name].x
@@ -42,7 +45,7 @@ def grade_inputs(task, splits: tuple[str, ...], encoding, cfg: TrainConfig):
             )
             for start in range(0, rows[name], cfg.chunk_size):
                 stop = min(start + cfg.chunk_size, rows[name])
-                x[start:stop] = make(name, start, stop)
+                make(name, start, stop, out=x[start:stop])
         coords[name] = x
     if not cfg.feature_cache:
         return RecomputedFeatures(coords, cfg.feature_dtype(device))

@@ -12,10 +12,13 @@ bytes ``b`` (4 fp32, 2 bf16), the regression splits are train (N/4), val (N/4) a
   ``[rows, C]`` fp32;
 - ``objective``: the residual of every split ``[rows, C]`` (regression), or the image-space
   arrays of the TV step (accumulated image, proximal variable, the loss graph's arrays);
-- ``encoding``: grade 1's encoded inputs ``[rows, 2m]`` fp32 (not held when streaming);
-- ``features``: the cache at its largest, while a grade k >= 2 is frozen: its new features of
-  every split and the previous grade's test-split features, not yet released
-  (``rows W_k b + N W_{k-1} b``); features on disk count only as their staged chunks;
+- ``encoding``: encoding grade 1's coordinates chunk by chunk: the angles ``[chunk, m]`` fp32
+  and, when streaming, the reused ``[chunk, 2m]`` fp32 chunk buffer;
+- ``features``: the cache at its largest, while a grade k is frozen: its new features of every
+  split and its inputs of the test split, not yet released (``rows W_k b + N W_{k-1} b``; for
+  grade 1 the inputs are its encoded coordinates ``[N, 2m]`` fp32, held in memory unless
+  streaming), or grade 1's encoded inputs of every split while it trains, if more; features
+  on disk count only as their staged chunks;
 - ``engine``: the bound backend's buffers for a full-batch step on the train split (a chunk
   when streaming), measured by binding the grade's shape at two small sizes;
 - ``freeze``: the frozen grade's outputs ``[rows, C]`` fp32 before the objective absorbs them;
@@ -46,6 +49,9 @@ MIN_MARGIN_BYTES = 1 << 30
 # (two), the prediction, its differences (two) and prox output (two), the blur, the loss
 # graph's saved tensors and the gradient (counted in objective.py's step).
 TV_ARRAYS = 16
+# Bytes per chunk row and encoded input (2m of them) of encoding a chunk: the angles (m fp32),
+# and the chunk buffer (2m fp32) when streaming.
+ENCODE_ANGLE_BYTES, ENCODE_CHUNK_BYTES = 2, 4
 # Rows of the two probe binds that measure an engine's bytes per row.
 PROBE_ROWS = (64, 128)
 
@@ -172,22 +178,30 @@ def estimate(problem: Problem, baseline: int) -> Estimate:
         total_rows * c * f32 if regression else TV_ARRAYS * _share(problem.pixels, 1) * c * f32
     )
     first = problem.shapes[0]
-    parts["encoding"] = 0 if problem.stream or first.in_dim == 2 else total_rows * first.in_dim * 4
+    encoded = first.in_dim != 2
     on_disk = problem.feature_store == "disk" or (
         problem.feature_store == "host" and problem.device.type == "cuda"
     )
     chunk = min(problem.chunk_size, rows["train"])
+    per_input = ENCODE_ANGLE_BYTES + (ENCODE_CHUNK_BYTES if problem.stream else 0)
+    parts["encoding"] = chunk * first.in_dim * per_input if encoded else 0
+
+    def inputs_held(k: int, n: int) -> int:
+        """Bytes of grade k's inputs for n rows held in memory."""
+        if k == 0:
+            return n * first.in_dim * f32 if encoded and not problem.stream else 0
+        return 0 if on_disk else n * problem.shapes[k - 1].width * b
+
     largest_features, largest_engine = 0, 0
     for k, shape in enumerate(problem.shapes):
         if on_disk:
             # The freeze's fp32 scratch chunk and its copy in the store's dtype, and the
             # staged read chunks (one on a CPU; two pinned and two on the device on CUDA).
             staged = 4 if problem.device.type == "cuda" else 1
-            held = chunk * shape.width * (4 + (1 + staged) * b)
+            new = chunk * shape.width * (4 + (1 + staged) * b)
         else:
-            held = total_rows * shape.width * b
-            if k:
-                held += test_rows * problem.shapes[k - 1].width * b
+            new = total_rows * shape.width * b
+        held = max(inputs_held(k, total_rows), new + inputs_held(k, test_rows))
         largest_features = max(largest_features, held)
         engine_rows = chunk if problem.stream else max(chunk, rows["train"])
         input_dtype = torch.float32 if k == 0 else _cache_dtype(b)

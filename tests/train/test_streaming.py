@@ -3,6 +3,8 @@ per-chunk coordinates, features on disk, the image read band by band (issue 15).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -32,11 +34,11 @@ def pixels():
     return np.clip(smooth + 0.05 * rng.standard_normal(smooth.shape), 0, 1)[..., None]
 
 
-def _regression(task, optimizer, **train):
+def _regression(task, optimizer, model=None, **train):
     objective = RegressionObjective(task)
     lr = 0.2 if optimizer == "gd" else 2e-3
     cfg = quick_train(epochs=12, record_every=4, test_every=4, optimizer=optimizer, lr=lr, **train)
-    return fit(task, objective, tiny_model(grades=3), cfg, progress=False)
+    return fit(task, objective, model or tiny_model(grades=3), cfg, progress=False)
 
 
 def _assert_same_fit(a, b, params: bool = True):
@@ -76,6 +78,22 @@ def test_streamed_regression_equals_in_memory(pixels, store, optimizer):
         feature_store=store,
     )
     _assert_same_fit(in_memory, streamed, params=optimizer == "gd")
+
+
+@pytest.mark.parametrize("kind", ["fourier", "positional"])
+def test_streamed_encoded_regression_equals_in_memory(pixels, kind):
+    """Streamed, every chunk is encoded into one reused buffer (valid until the next chunk)."""
+    model = replace(tiny_model(grades=2), encoding=kind, frequencies=4, sigma=3.0)
+    in_memory = _regression(RegressionTask(pixels), "gd", model)
+    streamed = _regression(
+        StreamedRegressionTask(lazy_from_array(pixels), band_rows=7),
+        "gd",
+        model,
+        stream=True,
+        chunk_size=97,
+        feature_store="disk",
+    )
+    _assert_same_fit(in_memory, streamed)
 
 
 def test_a_chunked_step_is_the_full_batch_gradient(pixels):
