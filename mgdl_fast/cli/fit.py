@@ -60,7 +60,8 @@ def add_parser(sub) -> None:
         "--encoding",
         choices=ENCODINGS,
         help="encode the coordinates for grade 1: none (the papers'), fourier (Gaussian random "
-        "features) or positional (log-spaced frequencies)",
+        "features) or positional (log-spaced frequencies); default: fourier for the quick "
+        "preset's regression, none otherwise",
     )
     p.add_argument("--frequencies", type=int, help="encoding frequencies m (64: 2m inputs)")
     p.add_argument("--sigma", type=float, help="fourier: std of the frequencies (5)")
@@ -70,7 +71,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--preset",
         choices=("auto", *PRESETS),
-        help="quick: 300 epochs per grade (denoise/deblur: 1000); paper: 10000 with early "
+        help="quick: 300 epochs per grade on Fourier features (denoise/deblur: 1000 on the "
+        "coordinates); paper: 10000 with early "
         "stopping (denoise/deblur: 20000, no early stopping); colour: Fang & Xu's NeurIPS 2024 "
         "colour protocol (4 x 3 x 256, lr 1e-3,1e-3,5e-4,5e-4, 10000 epochs); auto "
         "(default): paper on CUDA, quick on CPU",
@@ -253,7 +255,11 @@ def _run(args, run_dir: RankRun, out: Path) -> int:
     if state is not None:
         _resume_note(state, out)
     elif config["preset"] == "quick" and args.epochs is None:
-        _note(f"quick preset: {train_cfg.epochs} epochs per grade (--preset paper: the papers')")
+        inputs = "" if model_cfg.encoding == "none" else f" on {model_cfg.encoding} features"
+        _note(
+            f"quick preset: {train_cfg.epochs} epochs per grade{inputs} "
+            "(--preset paper: the papers' protocol)"
+        )
     env = environment(device)
     if world.sharded:
         env["distributed"] = world.describe()

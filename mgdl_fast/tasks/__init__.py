@@ -9,7 +9,7 @@ their spec; ``fit_defaults`` gives a task's defaults without the command line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from ..errors import InputError
@@ -25,12 +25,14 @@ PRESETS = ("quick", "paper", "colour")
 @dataclass(frozen=True)
 class TaskSpec:
     """An image task: its factory ``make(image, task_cfg, train_cfg, device) -> (task,
-    objective)``, its fit defaults per model kind, and epochs per grade per preset."""
+    objective)``, its fit defaults per model kind, epochs per grade per preset, and what a
+    preset sets on top of the defaults."""
 
     name: str
     make: Callable
     defaults: Callable[[str], dict]
     epochs: dict[str, int]
+    presets: dict[str, dict] = field(default_factory=dict)
 
 
 def _regression_defaults(model: str) -> dict:
@@ -38,7 +40,13 @@ def _regression_defaults(model: str) -> dict:
 
 
 TASKS = {
-    "regression": TaskSpec("regression", regression.make, _regression_defaults, regression.EPOCHS),
+    "regression": TaskSpec(
+        "regression",
+        regression.make,
+        _regression_defaults,
+        regression.EPOCHS,
+        regression.PRESET_DEFAULTS,
+    ),
     **{
         name: TaskSpec(
             name, restoration.make, partial(restoration.defaults, name), restoration.EPOCHS
@@ -50,14 +58,12 @@ TASKS = {
 
 def fit_defaults(task: str, model: str, preset: str) -> dict:
     """Defaults of an image task for ``model`` under ``preset``: grades, width, layers, lr,
-    epochs, record and test cadence, early stopping and the feature-cache dtype."""
+    epochs, record and test cadence, early stopping, the feature-cache dtype and (quick
+    regression) grade 1's encoding."""
     spec = TASKS[task]
     if preset not in spec.epochs:
         raise InputError(f"--preset {preset} applies to --task regression (colour images) only")
-    defaults = {**spec.defaults(model), "epochs": spec.epochs[preset]}
-    if preset == "colour":
-        defaults |= regression.COLOUR
-    return defaults
+    return {**spec.defaults(model), "epochs": spec.epochs[preset], **spec.presets.get(preset, {})}
 
 
 __all__ = [

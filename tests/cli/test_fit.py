@@ -96,7 +96,8 @@ def test_a_signal_saves_the_grade_in_progress_and_resume_is_exact(
     assert code == 0 and "resuming" in err and "in grade 1 after epoch" in err
     full = load_file(str(tmp_path / "full" / "model.safetensors"))
     resumed = load_file(str(tmp_path / "cut" / "model.safetensors"))
-    assert set(full) == set(resumed) == {"grade1", "grade2"}
+    # The quick preset's Fourier frequencies are stored with the grades.
+    assert set(full) == set(resumed) == {"encoding", "grade1", "grade2"}
     assert all(torch.equal(full[k], resumed[k]) for k in full)
 
 
@@ -194,8 +195,14 @@ def test_default_image_uses_the_quick_preset_on_cpu():
     config = config_from_args(build_parser().parse_args(["fit", "--device", "cpu"]))
     assert config["image"]["source"] == DEFAULT_IMAGE and config["preset"] == "quick"
     assert config["train"]["epochs"] == 300
+    # docs/QUALITY.md: the quick preset reads Fourier features; the papers' presets do not.
+    fourier = {"encoding": "fourier", "frequencies": 64, "sigma": 5.0}
+    assert config["model"] == {**config["model"], **fourier}
     paper = config_from_args(build_parser().parse_args(["fit", "--preset", "paper"]))
     assert paper["train"]["epochs"] == 10_000 and paper["train"]["early_stopping"]
+    assert paper["model"]["encoding"] == "none"
+    raw = config_from_args(build_parser().parse_args(["fit", "--encoding", "none"]))
+    assert raw["model"]["encoding"] == "none"
 
 
 def test_info_lists_backends(capsys):

@@ -24,7 +24,7 @@ def test_per_grade_lists_reach_every_grade(tiny_png, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["fit", tiny_png, "--out", out, "--grades", "3", "--lr", "1e-2,5e-3,2e-3",
             "--epochs", "20,10,30", "--width", "16,24,8", "--layers", "2,1,3",
-            "--quiet"]  # fmt: skip
+            "--encoding", "none", "--quiet"]  # fmt: skip
     assert run_cli(args, capsys)[0] == 0
     grades = json.loads((out / "metrics.json").read_text())["grades"]
     assert [g["settings"]["lr"] for g in grades] == [1e-2, 5e-3, 2e-3]
