@@ -277,6 +277,25 @@ def _forward(xs, ws, vs, w_ptr, D: tl.constexpr, W: tl.constexpr, WC: tl.constex
 
 
 @triton.jit
+def _tile(t, x_ptr, p_ptr, w_ptr, ws, vs, N, D: tl.constexpr, W: tl.constexpr, WC: tl.constexpr,
+          L: tl.constexpr, C: tl.constexpr, BM: tl.constexpr, DOT: tl.constexpr,
+          RESIDENT: tl.constexpr, INPUT_MMA: tl.constexpr):  # fmt: skip
+    """Tile ``t`` of a persistent loop: its first row ``row0`` (int64), its rows ``r`` and
+    ``rmask`` (those < N), the vectors (reloaded per tile when the weights are streamed) and
+    its forward ``hs`` (``_forward``)."""
+    # 64-bit tile offset, 32-bit offsets inside it: N * W may pass 2^31.
+    row0 = tl.cast(t, tl.int64) * BM
+    r = tl.arange(0, BM)
+    rmask = r < N - row0
+    xs = _inputs(x_ptr, row0, rmask, D, W, WC, BM, DOT)
+    if not RESIDENT:
+        # Streamed weights: the vectors too, each tile (from L1), to free registers.
+        vs = _vectors(p_ptr, D, W, WC, L, C)
+    hs = _forward(xs, ws, vs, w_ptr, D, W, WC, L, C, BM, DOT, RESIDENT, INPUT_MMA)
+    return row0, r, rmask, vs, hs
+
+
+@triton.jit
 def _output(h, vs, bo, c: tl.constexpr, W: tl.constexpr, WC: tl.constexpr, L: tl.constexpr):
     """Output channel ``c`` ``[BM]`` fp32 of a tile: ``bo + sum_f W_o[f, c] h_L[f]``."""
     NC: tl.constexpr = (W + WC - 1) // WC

@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 
 from ._backward import _backward, _write_grads, _zeros
-from ._block import _forward, _inputs, _vectors, _weights
+from ._block import _tile, _vectors, _weights
 
 
 @triton.jit
@@ -52,15 +52,9 @@ def _block_bwd_kernel(
     ws = _weights(w_ptr, vs, D, W, WC, L, C, DOT, RESIDENT, True)
     dws, gvs, gbo = _zeros(D, W, WC, L, C, KEEP)
     for t in tl.range(pid, num_tiles, num_programs, num_stages=STAGES):
-        # 64-bit tile offset, 32-bit offsets inside it: N * W may pass 2^31.
-        row0 = tl.cast(t, tl.int64) * BM
-        r = tl.arange(0, BM)
-        rmask = r < N - row0
-        xs = _inputs(x_ptr, row0, rmask, D, W, WC, BM, DOT)
-        if not RESIDENT:
-            # Streamed weights: the vectors too, each tile (from L1), to free registers.
-            vs = _vectors(p_ptr, D, W, WC, L, C)
-        hs = _forward(xs, ws, vs, w_ptr, D, W, WC, L, C, BM, DOT, RESIDENT, True)
+        row0, r, rmask, vs, hs = _tile(
+            t, x_ptr, p_ptr, w_ptr, ws, vs, N, D, W, WC, L, C, BM, DOT, RESIDENT, True
+        )
         g_outs = ()
         for c in tl.static_range(C):
             g_outs = g_outs + (tl.load(go_ptr + row0 * C + r * C + c, mask=rmask, other=0.0),)

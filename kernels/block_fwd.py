@@ -6,7 +6,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._block import _cols, _forward, _inputs, _offset, _output, _round_bf16, _vectors, _weights
+from ._block import _cols, _offset, _output, _round_bf16, _tile, _vectors, _weights
 
 
 @triton.jit
@@ -40,15 +40,9 @@ def _block_fwd_kernel(
     for c in tl.static_range(C):
         bos = bos + (tl.load(p_ptr + _offset(L, D, W) + W * C + c),)
     for t in tl.range(pid, num_tiles, num_programs, num_stages=STAGES):
-        # 64-bit tile offset, 32-bit offsets inside it: N * W may pass 2^31.
-        row0 = tl.cast(t, tl.int64) * BM
-        r = tl.arange(0, BM)
-        rmask = r < N - row0
-        xs = _inputs(x_ptr, row0, rmask, D, W, WC, BM, DOT)
-        if not RESIDENT:
-            # Streamed weights: the vectors too, each tile (from L1), to free registers.
-            vs = _vectors(p_ptr, D, W, WC, L, C)
-        hs = _forward(xs, ws, vs, w_ptr, D, W, WC, L, C, BM, DOT, RESIDENT, False)
+        row0, r, rmask, vs, hs = _tile(
+            t, x_ptr, p_ptr, w_ptr, ws, vs, N, D, W, WC, L, C, BM, DOT, RESIDENT, False
+        )
         for c in tl.static_range(C):
             out_c = _output(hs[L], vs, bos[c], c, W, WC, L)
             tl.store(out_ptr + row0 * C + r * C + c, out_c, mask=rmask)

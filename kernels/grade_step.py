@@ -6,7 +6,7 @@ import triton
 import triton.language as tl
 
 from ._backward import _backward, _write_grads, _zeros
-from ._block import _forward, _inputs, _offset, _output, _vectors, _weights
+from ._block import _offset, _output, _tile, _vectors, _weights
 
 
 @triton.jit
@@ -60,15 +60,9 @@ def _grade_step_kernel(
     dws, gvs, gbo = _zeros(D, W, WC, L, C, KEEP)
     sq = tl.sum(tl.zeros([BM], tl.float32), axis=0)
     for t in tl.range(pid, num_tiles, num_programs, num_stages=STAGES):
-        # 64-bit tile offset, 32-bit offsets inside it: N * W may pass 2^31.
-        row0 = tl.cast(t, tl.int64) * BM
-        r = tl.arange(0, BM)
-        rmask = r < N - row0
-        xs = _inputs(x_ptr, row0, rmask, D, W, WC, BM, DOT)
-        if not RESIDENT:
-            # Streamed weights: the vectors too, each tile (from L1), to free registers.
-            vs = _vectors(p_ptr, D, W, WC, L, C)
-        hs = _forward(xs, ws, vs, w_ptr, D, W, WC, L, C, BM, DOT, RESIDENT, True)
+        row0, r, rmask, vs, hs = _tile(
+            t, x_ptr, p_ptr, w_ptr, ws, vs, N, D, W, WC, L, C, BM, DOT, RESIDENT, True
+        )
         g_outs = ()
         for c in tl.static_range(C):
             y_c = tl.load(y_ptr + row0 * C + r * C + c, mask=rmask, other=0.0)
