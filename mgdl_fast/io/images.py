@@ -126,15 +126,21 @@ def save_png(path: str | Path, pixels: np.ndarray) -> None:
     iio.imwrite(path, to_uint8(pixels))
 
 
+def crop_origin(size: tuple[int, int], height: int, width: int) -> tuple[int, int]:
+    """(top, left) of the centre ``size = (H, W)`` of a ``height x width`` image; refuses a
+    crop larger than the image or smaller than 2x2."""
+    if not (2 <= size[0] <= height and 2 <= size[1] <= width):
+        raise InputError(
+            f"--crop {size[0]} {size[1]} must lie within the {height}x{width} image "
+            "and be at least 2x2"
+        )
+    return (height - size[0]) // 2, (width - size[1]) // 2
+
+
 def centre_crop(image: Image, size: tuple[int, int]) -> Image:
     """``image`` cropped to its centre ``size = (H, W)``; refuses a crop larger than it."""
     height, width = size
-    if not (2 <= height <= image.height and 2 <= width <= image.width):
-        raise InputError(
-            f"--crop {height} {width} must lie within the {image.height}x{image.width} image "
-            "and be at least 2x2"
-        )
-    top, left = (image.height - height) // 2, (image.width - width) // 2
+    top, left = crop_origin(size, image.height, image.width)
     image.pixels = image.pixels[top : top + height, left : left + width].copy()
     image.notes.append(f"cropped to the centre {height}x{width} (rows {top}.., cols {left}..)")
     return image

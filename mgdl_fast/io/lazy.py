@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .images import Image, from_array, load_image
+from .images import Image, crop_origin, from_array, load_image
 
 LAZY_SUFFIXES = (".npy", ".tif", ".tiff", ".zarr")
 
@@ -103,12 +103,7 @@ class LazyImage:
     def centre_crop(self, size: tuple[int, int]) -> LazyImage:
         """The centre ``size = (H, W)`` of the image (nothing read); refuses one too large."""
         height, width = size
-        if not (2 <= height <= self.height and 2 <= width <= self.width):
-            raise InputError(
-                f"--crop {height} {width} must lie within the {self.height}x{self.width} image "
-                "and be at least 2x2"
-            )
-        top, left = (self.height - height) // 2, (self.width - width) // 2
+        top, left = crop_origin(size, self.height, self.width)
         self._top, self._left = self._top + top, self._left + left
         self.height, self.width = height, width
         self.notes.append(f"cropped to the centre {height}x{width} (rows {top}.., cols {left}..)")
