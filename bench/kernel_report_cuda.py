@@ -33,6 +33,7 @@ from bench.sass import (  # noqa: E402
     find_tool,
     global_reductions,
     mma_shapes,
+    nan_suppressing_minmax,
     sass_functions,
     serial_flush_chains,
     weight_loads_in_loop,
@@ -213,6 +214,7 @@ def variant_record(variant, kernel, ext, ptxas, functions) -> dict:
         "vector_reductions": vector,
         "serial_flush_chains": serial_flush_chains(fn),
         "weight_loads_in_loop": weight_loads_in_loop(fn),
+        "nan_propagating_max": nan_suppressing_minmax(fn) == 0,
         "shfl_static": sum(i.op.startswith("SHFL") for i in fn.instrs),
         "barriers_static": sum(i.op.startswith("BAR.SYNC") for i in fn.instrs),
         "c7519_warnings": res.get("c7519", 0),
@@ -252,6 +254,7 @@ def records() -> list[dict]:
             "backend": "cuda", "kernel": kernel, "variant": "any", "shape": [],
             "registers": res.get("registers"), "spill_bytes": spills,
             "compile_s": res.get("compile_s"),
+            "nan_propagating_max": nan_suppressing_minmax(functions[mangled]) == 0,
         })  # fmt: skip
     out.append(replay_record(ext))
     out[-1]["report_s"] = round(time.perf_counter() - start, 1)
@@ -259,14 +262,17 @@ def records() -> list[dict]:
 
 
 def violations(recs: list[dict]) -> list[str]:
-    """The CI checks: no spills and no serial flush chains in a served headline variant, no
-    plan sequence the shared-memory attribute replay rejects."""
+    """The CI checks: every kernel's float min/max propagate NaN; no spills and no serial
+    flush chains in a served headline variant, no plan sequence the shared-memory attribute
+    replay rejects."""
     why = []
     for r in recs:
         label = f"{r['kernel']} {r.get('variant')} {r.get('shape')}"
         if r["kernel"] == "smem_attribute_replay":
             why += [f"smem attribute replay: {f}" for f in r["failures"]]
             continue
+        if r.get("nan_propagating_max") is not True:
+            why.append(f"{label}: a float min/max that drops NaN (fmaxf instead of max.NaN)")
         if r.get("served") is False:
             continue
         if r.get("spill_bytes"):

@@ -1,7 +1,7 @@
 """Reading the machine code of the CUDA core without a GPU: finding nvcc, cuobjdump and
 nvdisasm, parsing nvdisasm's SASS (with source lines) into functions, and the counts the kernel
-report makes of it: loops, tensor-core instructions, global reductions, serial flush chains and
-weight loads inside the tile loop (bench/kernel_report_cuda.py)."""
+report makes of it: loops, tensor-core instructions, global reductions, serial flush chains,
+weight loads inside the tile loop and float min/max that drop NaN (bench/kernel_report_cuda.py)."""
 
 from __future__ import annotations
 
@@ -128,6 +128,17 @@ def global_reductions(fn: Function) -> dict[str, int]:
         if ins.op.startswith(("RED.", "REDG", "ATOMG", "ATOM.")):
             ops[ins.op] = ops.get(ins.op, 0) + 1
     return ops
+
+
+# Float min/max in SASS: FMNMX (fp32), HMNMX2 (f16x2/bf16x2), FMNMX64 (fp64); the ".NAN"
+# modifier makes them return NaN when either operand is NaN (PTX max.NaN / min.NaN).
+FLOAT_MINMAX = ("FMNMX", "HMNMX2", "DMNMX")
+
+
+def nan_suppressing_minmax(fn: Function) -> int:
+    """Float min/max instructions of ``fn`` without NaN propagation: fmaxf(NaN, 0) is 0, so
+    one of them on an activation would turn a diverged weight into finite output."""
+    return sum(ins.op.split(".")[0] in FLOAT_MINMAX and ".NAN" not in ins.op for ins in fn.instrs)
 
 
 def registers_of(args: str) -> list[str]:

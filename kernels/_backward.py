@@ -70,8 +70,9 @@ def _backward(hs, g_outs, ws, vs, dws, gvs, gbo, w_ptr, gs_ptr, hs_ptr, slot, gx
         gj = tl.zeros([WC, BM], tl.float32)
         for c in tl.static_range(C):
             gj += vs[(L + c) * NC + j][:, None] * g_outs[c][None, :]
-        # ReLU backward: h = 0 exactly where the pre-activation was <= 0.
-        g = g + (tl.where(h[j] > 0, gj, 0.0),)
+        # ReLU backward as torch's threshold_backward: zero where h <= 0 (h = 0 exactly where
+        # the pre-activation was <= 0); a NaN activation passes its gradient on.
+        g = g + (tl.where(h[j] <= 0, 0.0, gj),)
     dbs = ()
     dwin = ()
     ndws = ()
@@ -96,7 +97,7 @@ def _backward(hs, g_outs, ws, vs, dws, gvs, gbo, w_ptr, gs_ptr, hs_ptr, slot, gx
                         b = _block(ws, w_ptr, layer, k, j, D, W, WC, DOT, RESIDENT)
                         a = _mm(b, g16[j], a, DOT)
                     if layer > 0:
-                        a = tl.where(hs[layer][k] > 0, a, 0.0)
+                        a = tl.where(hs[layer][k] <= 0, 0.0, a)
                     gp = gp + (a,)
                 g = gp
         else:

@@ -61,7 +61,7 @@ __device__ __forceinline__ void head_backward(float (&acc)[W / 8][4],
 #pragma unroll
       for (int c = 0; c < kMaxOut; ++c)
         if (c < s.c) v = fmaf(dout[e >> 1][c], wo[col * s.c + c], v);
-      acc[t][e] = acc[t][e] > 0.0f ? v : 0.0f;
+      acc[t][e] = acc[t][e] <= 0.0f ? 0.0f : v;
     }
 }
 

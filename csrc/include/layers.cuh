@@ -43,12 +43,20 @@ __device__ __forceinline__ void pack_a(const float (&acc)[W / 8][4], uint32_t (&
   }
 }
 
+// max(v, 0) that keeps NaN (PTX max.NaN, sm_80+): fmaxf(NaN, 0) is 0, which would hide a
+// weight that became NaN from the trainer's divergence flag and give finite garbage instead.
+__device__ __forceinline__ float relu_nan(float v) {
+  float r;
+  asm("max.NaN.f32 %0, %1, 0f00000000;" : "=f"(r) : "f"(v));
+  return r;
+}
+
 template <int W>
 __device__ __forceinline__ void relu(float (&acc)[W / 8][4]) {
 #pragma unroll
   for (int t = 0; t < W / 8; ++t)
 #pragma unroll
-    for (int s = 0; s < 4; ++s) acc[t][s] = fmaxf(acc[t][s], 0.0f);
+    for (int s = 0; s < 4; ++s) acc[t][s] = relu_nan(acc[t][s]);
 }
 
 // A fragments of the warp's 16 rows (tile rows rbase..rbase+15) of a staged [rows][W] tile.
@@ -74,7 +82,8 @@ __device__ __forceinline__ void store_a(const uint32_t (&a)[W / 16][4], uint8_t*
     }
 }
 
-// Zeroes acc where the staged activation h (the same rows and columns) is not positive.
+// Zeroes acc where the staged activation h (the same rows and columns) is <= 0, as torch's
+// threshold_backward does: a NaN activation passes its gradient on rather than hiding it.
 template <int W>
 __device__ __forceinline__ void relu_mask(float (&acc)[W / 8][4], const uint8_t* tile, int rows,
                                           int rbase) {
@@ -85,8 +94,8 @@ __device__ __forceinline__ void relu_mask(float (&acc)[W / 8][4], const uint8_t*
     for (int h = 0; h < 2; ++h) {
       const uint32_t off = swz<W>(rbase + g + 8 * h, 8 * t + 2 * q, rows);
       const float2 v = unpack_bf16(*reinterpret_cast<const uint32_t*>(tile + off));
-      acc[t][2 * h] = v.x > 0.0f ? acc[t][2 * h] : 0.0f;
-      acc[t][2 * h + 1] = v.y > 0.0f ? acc[t][2 * h + 1] : 0.0f;
+      acc[t][2 * h] = v.x <= 0.0f ? 0.0f : acc[t][2 * h];
+      acc[t][2 * h + 1] = v.y <= 0.0f ? 0.0f : acc[t][2 * h + 1];
     }
 }
 

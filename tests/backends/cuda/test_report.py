@@ -27,6 +27,12 @@ def test_report_has_no_violations(records, report):
     assert report.violations(records) == []
 
 
+def test_every_kernel_propagates_nan_through_its_float_max(records):
+    """relu(NaN) must be NaN (max.NaN.f32, SASS FMNMX.NAN): fmaxf would hide a diverged weight."""
+    kernels = [r for r in records if r["kernel"] != "smem_attribute_replay"]
+    assert kernels and all(r["nan_propagating_max"] is True for r in kernels)
+
+
 def test_training_kernels_keep_the_reductions_off_the_critical_path(records):
     for variant in ("grade1", "grade2", "grade1_3hidden", "grade2_3hidden"):
         r = by(records, "block_train_kernel", variant)

@@ -5,7 +5,7 @@ The interpreter runs kernels the GPU compiler rejects (a tl.dot with K < 16, mor
 than an SM has, a register operand it cannot lay out), so every launch the engine plans for the
 report's headline shapes, the GPU tests' shapes and the other important variants (atomic
 reduction, dL/dx, small and streamed widths, the optimizers) goes through ``triton.compile``
-in subprocesses without TRITON_INTERPRET (``mgdl_fast.backends.triton.aot``). Compiles are
+in subprocesses without TRITON_INTERPRET (``bench/triton_aot.py``). Compiles are
 cached in ``.triton_cache/aot`` (``$TRITON_CACHE_DIR``), shared with bench/kernel_report.py.
 """
 
@@ -41,7 +41,7 @@ def extra_specs() -> list[dict]:
 @pytest.fixture(scope="module")
 def compiled():
     pytest.importorskip("triton.backends.nvidia")
-    from mgdl_fast.backends.triton import aot
+    from bench import triton_aot as aot
 
     every = report.specs(report.HEADLINE) + report.specs(report.GPU_TESTS) + extra_specs()
     return aot.run_workers(every)
@@ -62,7 +62,7 @@ def test_kernel_report_passes_its_checks(compiled):
     fields = {"backend", "kernel", "shape", "dtype", "registers", "spill_bytes", "smem_bytes",
               "mma_issued_flop_per_row", "mma_needed_flop_per_row",
               "global_reduction_bytes_per_row", "vector_reductions", "weight_loads_in_loop",
-              "compile_s", "bound_s_per_128_rows"}  # fmt: skip
+              "nan_propagating_max", "compile_s", "bound_s_per_128_rows"}  # fmt: skip
     assert all(set(r) == fields for r in records)
     shapes = {(tuple(r["shape"]), r["dtype"]) for r in records}
     for d, w, layers, c, _, precision in report.HEADLINE.values():
@@ -71,11 +71,13 @@ def test_kernel_report_passes_its_checks(compiled):
 
 
 def test_relus_keep_nan(compiled):
-    """T2 at the compile level: every ReLU is PTX max.NaN.f32; a plain max.f32 would turn a
-    NaN activation into 0 and a diverged grade into a finite loss."""
+    """T2 at the compile level: every ReLU is PTX max.NaN.f32, and no kernel has a float
+    min/max without .NaN: a plain max.f32 would turn a NaN activation into 0 and a diverged
+    grade into a finite loss."""
     for row in compiled:
         if row["kernel"] in BLOCK_KERNELS:
-            assert row["max_nan"] > 0 and row["max_plain"] == 0, (row["id"], row["kernel"])
+            assert row["max_nan"] > 0, (row["id"], row["kernel"])
+        assert row["nan_suppressing_minmax"] == 0, (row["id"], row["kernel"])
 
 
 def test_block_kernels_use_wgmma_and_fit_shared_memory(compiled):

@@ -1,11 +1,12 @@
 """Ahead-of-time compiles of the engine's launches for an H100 (sm_90), without a GPU, and what
 the compiler's output says about them.
 
-``python -m mgdl_fast.backends.triton.aot SPEC_JSON ...`` binds a ``TritonEngine`` planned for
-132 SMs on CPU tensors (only their dtypes and alignment reach the compiler), compiles every
-launch of the ops a spec names and prints one JSON line per kernel (see ``inspect``). It must run
-without ``TRITON_INTERPRET=1``: under the interpreter Triton's own library functions are
-interpreter objects the compiler cannot call, so ``run_workers`` starts these processes.
+``python -m bench.triton_aot SPEC_JSON ...`` (from the checkout's root) binds a
+``TritonEngine`` planned for 132 SMs on CPU tensors (only their dtypes and alignment reach the
+compiler), compiles every launch of the ops a spec names and prints one JSON line per kernel (see
+``inspect``). It must run without ``TRITON_INTERPRET=1``: under the interpreter Triton's own
+library functions are interpreter objects the compiler cannot call, so ``run_workers`` starts
+these processes.
 
 A spec: ``{"id", "shape": [D, W, L, C], "input": "fp32"|"bf16", "precision": "fp32"|"tf32"|
 "bf16", "deterministic": bool, "rows": N, "ops": ["forward", "step", "backward", "update"],
@@ -24,11 +25,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 SM90_PROGRAMS = 132
 CACHE_ENV = "TRITON_CACHE_DIR"
 DEFAULT_CACHE = ROOT / ".triton_cache" / "aot"
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+# PTX float min/max without .NaN (e.g. max.f32, max.ftz.f32, min.bf16x2): they return the other
+# operand when one is NaN, which would hide a diverged weight behind a ReLU.
+NAN_SUPPRESSING_MINMAX = re.compile(r"\b(?:max|min)(?:\.ftz)?\.(?:f32|f16|bf16|f16x2|bf16x2|f64)\b")
 
 
 def compile_launch(launch):
@@ -246,7 +250,7 @@ def inspect(kernel, usage: dict, launch) -> dict:
         "loop_scalar_load_bytes": total("loop", ("load",), scalar=True),
         "weight_loads_in_loop": weight_loads_in_loop(kernel.asm["ttgir"]),
         "max_nan": len(re.findall(r"\bmax\.NaN\.f32", ptx)),
-        "max_plain": len(re.findall(r"\bmax(?:\.ftz)?\.f32", ptx)),
+        "nan_suppressing_minmax": len(NAN_SUPPRESSING_MINMAX.findall(ptx)),
         "cvt_tf32": len(re.findall(r"cvt\.rna\.tf32\.f32", ptx)),
     }
 
@@ -255,10 +259,10 @@ def launches(spec: dict):
     """(op, launch) pairs the engine runs for ``spec``, planned for 132 SMs."""
     import torch
 
-    from ...block import BlockParams, BlockShape
-    from ..base import Options
-    from .engine import TritonEngine
-    from .plans import Target
+    from mgdl_fast.backends.base import Options
+    from mgdl_fast.backends.triton.engine import TritonEngine
+    from mgdl_fast.backends.triton.plans import Target
+    from mgdl_fast.block import BlockParams, BlockShape
 
     d, w, layers, c = spec["shape"]
     shape, n = BlockShape(d, w, layers, c), spec["rows"]
@@ -318,7 +322,7 @@ def run_workers(specs: list[dict], workers: int | None = None, timeout: float = 
             [
                 sys.executable,
                 "-m",
-                "mgdl_fast.backends.triton.aot",
+                "bench.triton_aot",
                 *(json.dumps(s) for s in specs[i::workers]),
             ],
             env=env,
