@@ -1,12 +1,13 @@
 """``python -m mgdl_fast.info``: versions, devices, the backend matrix with reasons, and the
-kernels' self-checks on every CUDA device."""
+kernels' self-checks on every CUDA device (verdicts kept on disk are reused; ``recheck``
+forgets them first)."""
 
 from __future__ import annotations
 
 import torch
 
 from . import backends
-from .backends import selfcheck
+from .backends import selfcheck, verdicts
 from .backends.base import Options, shape_name
 from .block import BlockShape
 from .io.environment import environment
@@ -45,14 +46,20 @@ def _self_checks(devices: list[str]) -> list[str]:
     results = selfcheck.results()
     if not results:
         return ["  none run (auto picks the torch backend for CPU tensors)"]
-    return [
-        f"  {key}: {'passed' if r['passed'] else 'FAILED'} ({r['worst']} error {r['error']:.2e},"
-        f" tolerance {r['tolerance']:.0e})"
-        for key, r in results.items()
-    ]
+    return [f"  {key}: {_verdict_line(r)}" for key, r in results.items()]
 
 
-def report() -> str:
+def _verdict_line(verdict: dict) -> str:
+    where = "kept from an earlier run" if verdict.get("cached") else "checked now"
+    if not verdict["passed"]:
+        return f"FAILED ({where}): {verdict.get('reason')}"
+    return (
+        f"passed ({where}; {verdict['worst']} error {verdict['error']:.2e}, tolerance "
+        f"{verdict['tolerance']:.0e}, rows {verdict.get('rows')}, NaN probe {verdict['nan_probe']})"
+    )
+
+
+def report(recheck: bool = False) -> str:
     env = environment()
     lines = [f"mgdl_fast {env['mgdl_fast']} (commit {env['commit']})", f"python {env['python']}"]
     lines += [f"{p} {env[p]}" for p in ("torch", "triton", "numpy")]
@@ -65,6 +72,8 @@ def report() -> str:
             devices.append(f"cuda:{i}")
     lines.append("backends (for the headline grade shapes):")
     lines += _matrix(devices)
+    if recheck:
+        lines.append(f"forgot {selfcheck.forget()} kept self-check verdicts ({verdicts.path()})")
     lines.append("kernel self-checks against the torch backend:")
     lines += _self_checks(devices)
     return "\n".join(lines)

@@ -27,6 +27,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _verdict_cache(tmp_path_factory, monkeypatch):
+    """Self-check verdicts go to a folder of the test session's, never the user's cache."""
+    if "MGDL_FAST_CACHE_DIR" not in os.environ:
+        monkeypatch.setenv("MGDL_FAST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
 

@@ -9,8 +9,9 @@ Choice order: the explicit ``backend=`` (or ``--backend``), then ``$MGDL_FAST_BA
 ``auto``: the first of ``AUTO_ORDER`` that can serve the request on that device type. An
 explicit request that cannot be served raises ``BackendUnavailableError`` with every reason;
 auto logs each fallback once. Before auto first hands a (device, shape class, dtype,
-precision) to a kernel backend, a short step runs against the torch backend (selfcheck.py);
-a kernel that disagrees is skipped with one logged line.
+precision) to a kernel backend, the kernels run against the torch backend in a child process
+(selfcheck.py; the verdict is kept on disk); a kernel that disagrees, drops a NaN, raises or
+crashes is skipped with one logged line, as is one whose bind raises.
 """
 
 from __future__ import annotations
@@ -151,19 +152,11 @@ def _bind_auto(shape, device, input_dtype, rows, options) -> Engine:
         why = reasons(candidate, shape, device, input_dtype, options)
         backend = _backends.get(candidate)
         if not why and backend is not None:
-            if device.type not in backend.capabilities.auto_device_types:
-                why = [f"auto does not pick {candidate} for {device.type} tensors"]
-            elif candidate != "torch":
-                check = selfcheck.validate(backend, shape, device, input_dtype, options)
-                if check is not None:
-                    checks[candidate] = check
-                    if not check["passed"]:
-                        why = [selfcheck.failure_line(candidate, check)]
-        if not why and backend is not None:
-            engine = backend.bind(shape, device, input_dtype, rows, options)
-            engine.self_check = checks or None
-            engine.auto_skipped = skipped
-            return engine
+            why, engine = _try_candidate(backend, shape, device, input_dtype, rows, options, checks)
+            if engine is not None:
+                engine.self_check = checks or None
+                engine.auto_skipped = skipped
+                return engine
         skipped[candidate] = why
         key = (candidate, "; ".join(why))
         if key not in _logged:
@@ -175,3 +168,22 @@ def _bind_auto(shape, device, input_dtype, rows, options) -> Engine:
         f"no backend can serve a {shape_name(shape)} grade on {device}: " + " | ".join(every),
         every,
     )
+
+
+def _try_candidate(backend, shape, device, input_dtype, rows, options, checks):
+    """(reasons auto passes ``backend`` over, or its engine): the device types auto picks it
+    for, a kernel backend's self-check, and any exception its bind raises."""
+    if device.type not in backend.capabilities.auto_device_types:
+        return [f"auto does not pick {backend.name} for {device.type} tensors"], None
+    if backend.name != "torch":
+        check = selfcheck.validate(backend, shape, device, input_dtype, options)
+        if check is not None:
+            checks[backend.name] = check
+            if not check["passed"]:
+                return [selfcheck.failure_line(check)], None
+    try:
+        return [], backend.bind(shape, device, input_dtype, rows, options)
+    except Exception as exc:  # an unproven kernel backend must never stop a fit: fall back
+        if backend.name == "torch":
+            raise
+        return [f"bind raised {type(exc).__name__}: {str(exc)[:300]}"], None

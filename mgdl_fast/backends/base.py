@@ -10,9 +10,11 @@ per-epoch calls do arithmetic only.
 
 from __future__ import annotations
 
+import inspect
 import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -150,6 +152,18 @@ class Backend(ABC):
         if options.precision != "auto" and options.precision not in caps.precisions:
             why.append(f"precision {options.precision} is not one of {', '.join(caps.precisions)}")
         return why
+
+    def launch_geometry(
+        self, shape: BlockShape, device: torch.device, input_dtype: torch.dtype, options: Options
+    ) -> tuple[int, int]:
+        """(rows per tile, programs of a launch that fills ``device``) of the training kernel
+        for this request, without binding: the self-check sizes its row counts from them."""
+        return 16, 1
+
+    def source_files(self) -> list[Path]:
+        """The files whose contents decide what this backend computes (a stored self-check
+        verdict is valid only while they are unchanged)."""
+        return [Path(inspect.getfile(type(self)))]
 
     def bind(
         self,

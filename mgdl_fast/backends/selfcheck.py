@@ -1,29 +1,39 @@
-"""Kernels validate themselves: before auto first hands a kernel backend a (device, shape class,
-input dtype, precision), one forward and one training step at a small awkward size run on that
-device against the torch backend. A kernel whose error exceeds the tolerance of its precision
-(``testing.SELF_CHECK_TOLERANCE``) is not used; auto falls back and logs the measured error.
-Results are kept per process (``results()``; ``mgdl-fast info`` prints them, metrics.json
-records those of each grade). ``MGDL_FAST_SKIP_SELF_CHECK=1`` skips the check.
+"""Kernels validate themselves before auto uses them: before auto first hands a kernel backend a
+(device, shape class, input dtype, precision), the kernels run what production runs at row
+counts derived from their launch plan, against the torch backend on that device, with NaN
+probes (selfcheck_compare.py). A kernel that errs beyond the tolerance of its precision
+(``testing.SELF_CHECK_TOLERANCE``), drops a NaN, raises, crashes or hangs is not used: auto
+falls back to the torch backend and logs the reason in one line.
+
+A kernel backend's check runs in a child process (selfcheck_child.py), so that nothing it does
+can reach the caller's process or CUDA context, and its verdict is kept on disk
+(verdicts.py), keyed by device, driver, code and request: later runs reuse it without a child;
+``mgdl-fast info --recheck`` forgets them. The torch backend's own bf16 check (torch/__init__.py)
+runs in process. Verdicts are also kept per process (``results()``; ``mgdl-fast info`` prints
+them, metrics.json records those of each grade). ``MGDL_FAST_SKIP_SELF_CHECK=1`` skips checks.
 """
 
 from __future__ import annotations
 
 import os
-import time
+import threading
 from typing import TYPE_CHECKING
 
 import torch
 
-from ..block import BlockParams, BlockShape
+from .._version import __version__
+from ..block import BlockShape
+from . import verdicts
 from .base import Options
+from .selfcheck_child import request, run_isolated
+from .selfcheck_compare import compare
 
 if TYPE_CHECKING:
     from .base import Backend
 
 SKIP_ENV = "MGDL_FAST_SKIP_SELF_CHECK"
-# 300 rows: not a multiple of any tile, several tiles per program on every backend.
-CHECK_ROWS = 300
 _results: dict[tuple, dict] = {}
+_lock = threading.Lock()
 
 
 def shape_class(shape: BlockShape) -> tuple:
@@ -34,18 +44,50 @@ def shape_class(shape: BlockShape) -> tuple:
 
 
 def results() -> dict[str, dict]:
-    """Every self-check run in this process, keyed by a readable description."""
+    """Every self-check verdict of this process, keyed by a readable description."""
     return {
         f"{name} {device} D={c[0]} W={c[1]} L={c[2]} C={c[3]} {dtype} {precision}": result
         for (name, device, c, dtype, precision), result in _results.items()
     }
 
 
-def failure_line(name: str, check: dict) -> str:
-    return (
-        f"self-check failed: {check['worst']} error {check['error']:.3e} against the torch "
-        f"backend exceeds {check['tolerance']:.1e} ({check['precision']})"
-    )
+def failure_line(check: dict) -> str:
+    """The one line a failed verdict is logged as."""
+    kept = " (kept; `mgdl-fast info --recheck` checks again)" if "cached" in check else ""
+    return f"self-check failed: {check.get('reason') or 'no reason given'}{kept}"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from ..io.environment import cpu_name
+
+    return cpu_name()
+
+
+def description(backend: Backend, shape: BlockShape, device, input_dtype, options) -> dict:
+    """What a stored verdict is valid for: change any of it and the kernel is checked again."""
+    from ..io.environment import commit
+
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    return {
+        "backend": backend.name,
+        "device": device_name(device),
+        "driver": verdicts.driver_version() if device.type == "cuda" else "none",
+        "mgdl_fast": __version__,
+        "commit": commit(),
+        "sources": verdicts.digest(tuple(backend.source_files())),
+        "torch": torch.__version__,
+        "triton": triton_version,
+        "shape_class": list(shape_class(shape)),
+        "input_dtype": str(input_dtype).removeprefix("torch."),
+        **options.to_dict(),
+    }
 
 
 def validate(
@@ -54,61 +96,36 @@ def validate(
     device: torch.device,
     input_dtype: torch.dtype,
     options: Options,
+    *,
+    isolate: bool = True,
 ) -> dict | None:
-    """The (cached) self-check of ``backend`` for this request; None when skipped."""
+    """The verdict of ``backend`` for this request (kept per process, and on disk when
+    ``isolate``: the kernel backends' checks run in a child process); None when skipped."""
     if os.environ.get(SKIP_ENV) == "1":
         return None
     resolved = backend.resolve_options(options, input_dtype)
     key = (backend.name, str(device), shape_class(shape), str(input_dtype), resolved.precision)
-    if key not in _results:
-        _results[key] = _run(backend, shape, device, input_dtype, resolved)
-    return _results[key]
+    with _lock:
+        if key not in _results:
+            _results[key] = _check(backend, shape, device, input_dtype, resolved, isolate)
+        return _results[key]
 
 
-def _inputs(shape: BlockShape, device: torch.device, input_dtype: torch.dtype):
-    gen = torch.Generator().manual_seed(12345)
-    n = CHECK_ROWS
-    if shape.in_dim == shape.width:
-        x = torch.relu(torch.randn(n, shape.in_dim, generator=gen))
-    else:
-        x = torch.rand(n, shape.in_dim, generator=gen)
-    y = torch.rand(n, shape.out_dim, generator=gen)
-    params = BlockParams.init(shape, seed=7, device=device)
-    return x.to(device, input_dtype), y.to(device), params.flat
+def _check(backend, shape, device, input_dtype, options, isolate: bool) -> dict:
+    if not isolate:
+        return compare(backend, shape, device, input_dtype, options)
+    desc = description(backend, shape, device, input_dtype, options)
+    stored = verdicts.load(desc)
+    if stored is not None:
+        return {**stored, "cached": True}
+    verdict = run_isolated(request(backend, shape, device, input_dtype, options))
+    verdict.setdefault("precision", options.precision)
+    verdicts.store(desc, verdict)
+    return {**verdict, "cached": False}
 
 
-def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    scale = expected.double().abs().max().clamp_min(1e-30)
-    error = ((actual.double() - expected.double()).abs().max() / scale).item()
-    return error if error == error else float("inf")
-
-
-def _run(backend, shape, device, input_dtype, options) -> dict:
-    from ..testing import SELF_CHECK_TOLERANCE
-    from .torch import TorchBackend
-
-    start = time.perf_counter()
-    x, y, flat = _inputs(shape, device, input_dtype)
-    kernel = backend.bind(shape, device, input_dtype, CHECK_ROWS, options)
-    oracle = TorchBackend().bind(shape, device, input_dtype, CHECK_ROWS, Options("fp32"))
-    errors = {}
-    outs = [torch.empty(CHECK_ROWS, shape.out_dim, device=device) for _ in range(2)]
-    for engine, out in zip((kernel, oracle), outs):
-        engine.forward(x, flat, out)
-    errors["forward"] = _relative_error(outs[0], outs[1])
-    grads = [torch.empty_like(flat) for _ in range(2)]
-    losses = [engine.step(x, y, flat, g).clone() for engine, g in zip((kernel, oracle), grads)]
-    errors["loss"] = _relative_error(losses[0], losses[1])
-    errors["gradient"] = _relative_error(grads[0], grads[1])
-    worst = max(errors, key=errors.__getitem__)
-    tolerance = SELF_CHECK_TOLERANCE[options.precision]
-    return {
-        "passed": errors[worst] <= tolerance,
-        "precision": options.precision,
-        "errors": errors,
-        "worst": worst,
-        "error": errors[worst],
-        "tolerance": tolerance,
-        "rows": CHECK_ROWS,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+def forget() -> int:
+    """Forget every verdict, in this process and on disk; returns how many were on disk."""
+    with _lock:
+        _results.clear()
+    return verdicts.clear()

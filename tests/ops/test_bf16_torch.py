@@ -1,7 +1,7 @@
-"""The torch backend's bf16 CPU path: every op against the float64 oracle by the
-flash-attention rule (its error at most twice that of the same arithmetic with bf16 rounding
-at the same points, ``cases.lowp_reference``), and auto's choice: bf16 on a CPU with bf16
-instructions whose check passes."""
+"""The torch backend's bf16 path (CPU, and CUDA under the ``gpu`` marker): every op against the
+float64 oracle by the flash-attention rule (its error at most twice that of the same arithmetic
+with bf16 rounding at the same points, ``cases.lowp_reference``), and auto's choice: bf16 on a
+device with bf16 products whose check passes."""
 
 from __future__ import annotations
 
@@ -19,31 +19,35 @@ from .. import oracle
 from .cases import lowp_reference
 
 SHAPES = [(300, 2, 32, 2, 1), (257, 32, 32, 3, 3), (64, 16, 16, 1, 2)]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
-def _setup(n, d, w, layers, c, x_dtype=torch.float32):
+def _setup(n, d, w, layers, c, x_dtype=torch.float32, device="cpu"):
+    """The CPU operands (what the oracle reads) and an engine bound on ``device``."""
     shape = BlockShape(d, w, layers, c)
     params = BlockParams.init(shape, seed=1)
     gen = torch.Generator().manual_seed(2)
     x = torch.relu(torch.randn(n, d, generator=gen)) if d == w else torch.rand(n, d, generator=gen)
     y = torch.rand(n, c, generator=gen)
     with poison_buffers():
-        engine = backends.bind(shape, device="cpu", rows=n, input_dtype=x_dtype,
+        engine = backends.bind(shape, device=device, rows=n, input_dtype=x_dtype,
                                options=Options("bf16"), backend="torch")  # fmt: skip
     return shape, params, x.to(x_dtype), y, engine
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dims", SHAPES)
 @pytest.mark.parametrize("x_dtype", [torch.float32, torch.bfloat16])
-def test_forward_and_step_by_the_bf16_rule(dims, x_dtype):
-    shape, params, x, y, engine = _setup(*dims, x_dtype=x_dtype)
-    out = poisoned(dims[0], shape.out_dim)
-    engine.forward(x, params.flat, out)
+def test_forward_and_step_by_the_bf16_rule(dims, x_dtype, device):
+    shape, params, x, y, engine = _setup(*dims, x_dtype=x_dtype, device=device)
+    flat, xd, yd = params.flat.to(device), x.to(device), y.to(device)
+    out = poisoned(dims[0], shape.out_dim, device=device)
+    engine.forward(xd, flat, out)
     expected, _, _ = oracle.forward(params.flat.double().numpy(), x.double().numpy(), shape)
     low_out, _, low_loss, low_grad, _ = lowp_reference(shape, params.flat, x, "bf16", y=y)
     assert_close_to_oracle(out, torch.from_numpy(expected), low_out, msg="out")
-    grad = poisoned(shape.num_params)
-    loss = engine.step(x, y, params.flat, grad)
+    grad = poisoned(shape.num_params, device=device)
+    loss = engine.step(xd, yd, flat, grad)
     exp_loss, exp_grad = oracle.mse_loss_and_grad(
         params.flat.double().numpy(), x.double().numpy(), y.double().numpy(), shape
     )
@@ -51,12 +55,13 @@ def test_forward_and_step_by_the_bf16_rule(dims, x_dtype):
     assert_close_to_oracle(grad, torch.from_numpy(exp_grad), low_grad, msg="dL/dparams")
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dims", SHAPES)
-def test_backward_by_the_bf16_rule(dims):
-    shape, params, x, _, engine = _setup(*dims)
+def test_backward_by_the_bf16_rule(dims, device):
+    shape, params, x, _, engine = _setup(*dims, device=device)
     grad_out = torch.randn(dims[0], shape.out_dim, generator=torch.Generator().manual_seed(3))
-    grad, grad_x = poisoned(shape.num_params), poisoned(*x.shape)
-    engine.backward(x, params.flat, grad_out, grad, grad_x)
+    grad, grad_x = poisoned(shape.num_params, device=device), poisoned(*x.shape, device=device)
+    engine.backward(x.to(device), params.flat.to(device), grad_out.to(device), grad, grad_x)
     exp_grad, exp_grad_x = oracle.backward(
         params.flat.double().numpy(), x.double().numpy(), shape, grad_out.double().numpy()
     )
@@ -76,6 +81,17 @@ def test_auto_is_bf16_where_the_cpu_has_it_and_its_check_passes(monkeypatch):
     assert engine.self_check["torch-bf16"]["passed"]
     monkeypatch.setattr(bf16, "cpu_bf16_reason", lambda: "this CPU has none of avx512_bf16")
     assert backends.bind(shape, device="cpu", rows=8, backend="torch").options.precision == "fp32"
+
+
+@pytest.mark.gpu
+@pytest.mark.auto_precision
+def test_auto_is_bf16_on_a_gpu_with_bf16_tensor_cores(monkeypatch):
+    """The fallback a GPU user gets when the kernels cannot serve: tensor-core bf16."""
+    monkeypatch.delenv("MGDL_FAST_PRECISION", raising=False)
+    monkeypatch.setattr(selfcheck, "_results", {})
+    engine = backends.bind(BlockShape(2, 16, 2, 1), device="cuda", rows=8, backend="torch")
+    assert engine.options.precision == "bf16"
+    assert engine.self_check["torch-bf16"]["passed"]
 
 
 @pytest.mark.auto_precision
@@ -99,8 +115,15 @@ def test_a_failing_bf16_check_falls_back_to_fp32(monkeypatch, caplog):
     assert any("using fp32" in r.getMessage() for r in caplog.records)
 
 
-def test_bf16_is_refused_on_cuda_tensors_by_the_torch_backend():
-    why = TorchBackend().not_supported_reasons(
-        BlockShape(2, 16, 2, 1), torch.device("cuda"), torch.float32, Options("bf16")
-    )
-    assert any("bf16 products are the CPU path" in w for w in why)
+def test_bf16_on_cuda_needs_bf16_tensor_cores(monkeypatch):
+    def reasons():
+        return TorchBackend().not_supported_reasons(
+            BlockShape(2, 16, 2, 1), torch.device("cuda"), torch.float32, Options("bf16")
+        )
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert reasons() == ["bf16 products: cuda has compute capability 7.5 (bf16 tensor cores "
+                         "need 8.0)"]  # fmt: skip
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert reasons() == []

@@ -3,8 +3,6 @@ served; the kernels' self-check on auto's first pick, with a deliberately wrong 
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
@@ -61,7 +59,7 @@ def test_a_precision_a_backend_lacks_is_a_reason():
 
 
 @pytest.fixture
-def triton_for_cpu(monkeypatch):
+def triton_for_cpu(monkeypatch, tmp_path):
     """Let auto consider the Triton interpreter for CPU tensors (as it would for CUDA ones)."""
     why = backends.unavailable_reason("triton")
     if why:
@@ -76,39 +74,18 @@ def triton_for_cpu(monkeypatch):
     monkeypatch.setattr(backends, "_logged", set())
     monkeypatch.delenv(backends.ENV_VAR, raising=False)
     monkeypatch.delenv(selfcheck.SKIP_ENV, raising=False)
+    monkeypatch.setenv("MGDL_FAST_CACHE_DIR", str(tmp_path))
     return backend
 
 
 def test_auto_uses_a_kernel_that_passes_its_self_check(triton_for_cpu):
+    """The real Triton kernels, checked in a child process (interpreted); failures of every
+    kind are tested with a fake kernel in tests/backends/test_selfcheck.py."""
     engine = backends.bind(SHAPE, device="cpu", rows=8, options=Options("fp32"))
     assert engine.backend == "triton"
     check = engine.self_check["triton"]
     assert check["passed"] and check["error"] < 1e-5 and check["worst"] in check["errors"]
-
-
-def test_a_wrong_kernel_fails_its_self_check_and_auto_falls_back(
-    triton_for_cpu, monkeypatch, caplog
-):
-    from mgdl_fast.backends.triton.engine import TritonEngine
-
-    right = TritonEngine.step
-
-    def wrong(self, x, y, params, grad):
-        loss = right(self, x, y, params, grad)
-        grad.mul_(1.5)
-        return loss
-
-    monkeypatch.setattr(TritonEngine, "step", wrong)
-    with caplog.at_level(logging.WARNING, logger="mgdl_fast"):
-        engine = backends.bind(SHAPE, device="cpu", rows=8, options=Options("fp32"))
-    assert engine.backend == "torch"
-    check = engine.self_check["triton"]
-    assert not check["passed"] and check["worst"] == "gradient"
-    assert 0.4 < check["error"] < 0.6
-    (line,) = [r.getMessage() for r in caplog.records if "self-check failed" in r.getMessage()]
-    assert "gradient error 5.0" in line and "triton" in line
-    assert engine.describe()["self_check"]["triton"]["passed"] is False
-    assert any(not r["passed"] for r in selfcheck.results().values())
+    assert check["nan_probe"] == "passed" and min(check["rows"]) > 3 * 16 * 3
 
 
 def test_the_self_check_can_be_skipped(triton_for_cpu, monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from pathlib import Path
 
 import torch
 
@@ -96,6 +97,18 @@ class CudaBackend(Backend):
         if plan is None:
             why.append(f"weights and tiles need more shared memory than {where}")
         return why
+
+    def launch_geometry(self, shape, device, input_dtype, options) -> tuple[int, int]:
+        # ``blocks`` is the resident grid (SMs x blocks per SM), whatever the row count.
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        dims = {"d": shape.in_dim, "w": shape.width, "l": shape.hidden_layers, "c": shape.out_dim}
+        plan = extension().Plan(device=index, rows=1, train=True, **dims)
+        return plan.tile_rows, plan.blocks
+
+    def source_files(self) -> list[Path]:
+        ext = extension()
+        binary = [] if isinstance(ext, ImportError) else [Path(ext.__file__)]
+        return [*super().source_files(), *binary]
 
     def _bind(self, shape, device, input_dtype, rows, options) -> CudaEngine:
         return CudaEngine(extension(), shape, device, input_dtype, rows, options)

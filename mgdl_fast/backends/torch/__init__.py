@@ -1,10 +1,12 @@
 """The torch backend: plain PyTorch on any device, the oracle and the fallback.
 
 Hand-written forward and backward with out-of-autograd ops into buffers made at bind time.
-Precision "fp32" is the specification the kernel backends are checked against; "bf16" (CPU
-only, bf16.py) keeps operands and activations in bf16 with fp32 accumulation. ``auto`` means
-bf16 on a CPU with bf16 instructions whose one-step accuracy check against fp32 passes (the
-same self-check the kernels get), fp32 otherwise.
+Precision "fp32" is the specification the kernel backends are checked against; "bf16" (bf16.py)
+keeps operands and activations in bf16 with fp32 accumulation: oneDNN GEMMs on a CPU with bf16
+instructions, tensor-core cuBLAS GEMMs on a CUDA device with bf16 (compute capability 8.0+).
+``auto`` means bf16 where the device has it and the accuracy check against fp32 passes (the same
+comparison the kernels get, run in process: this backend cannot crash the caller), fp32
+otherwise. On a GPU that is what auto picks when the kernel backends cannot serve a grade.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ _log = logging.getLogger("mgdl_fast")
 
 
 class TorchBackend(Backend):
-    """Every shape, on CPU and CUDA, fp32 or bf16 inputs; fp32 products, or bf16 on CPU."""
+    """Every shape, on CPU and CUDA, fp32 or bf16 inputs; fp32 or bf16 products."""
 
     name = "torch"
     _capabilities = Capabilities(
@@ -48,23 +50,24 @@ class TorchBackend(Backend):
 
     def not_supported_reasons(self, shape, device, input_dtype, options) -> list[str]:
         why = super().not_supported_reasons(shape, device, input_dtype, options)
-        if options.precision == "bf16" and device.type != "cpu":
-            why.append("bf16 products are the CPU path (on CUDA, the kernel backends have them)")
+        if options.precision == "bf16" and device.type == "cuda":
+            reason = bf16.cuda_bf16_reason(device)
+            if reason is not None:
+                why.append(f"bf16 products: {reason}")
         return why
 
     def auto_precision(self, shape: BlockShape, device: torch.device, input_dtype) -> tuple:
-        """(precision, why or self-check) of ``auto``: bf16 where the CPU has it and its
+        """(precision, why or self-check) of ``auto``: bf16 where the device has it and its
         accuracy check passes."""
         from .. import selfcheck
 
-        if device.type != "cpu":
-            return "fp32", "fp32 on CUDA"
-        reason = bf16.cpu_bf16_reason()
+        reason = bf16.cpu_bf16_reason() if device.type == "cpu" else bf16.cuda_bf16_reason(device)
         if reason is not None:
             return "fp32", reason
-        check = selfcheck.validate(self, shape, device, input_dtype, Options("bf16"))
+        options = Options("bf16")
+        check = selfcheck.validate(self, shape, device, input_dtype, options, isolate=False)
         if check is not None and not check["passed"]:
-            _log.warning("torch bf16 %s; using fp32", selfcheck.failure_line("torch", check))
+            _log.warning("torch bf16 %s; using fp32", selfcheck.failure_line(check))
             return "fp32", check
         return "bf16", check
 

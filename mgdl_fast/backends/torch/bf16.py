@@ -1,8 +1,10 @@
 """The torch backend's bf16 precision: bf16 operands and activations, fp32 accumulation.
 
 On CPUs with bf16 instructions (AVX512-BF16, AMX) torch's oneDNN GEMMs run several times faster
-in bf16 than in fp32, and converting whole activations between the two costs as much as a bf16
-GEMM (PERF.md section 6), so activations stay bf16 end to end: every ``[N, W]`` buffer is bf16,
+in bf16 than in fp32, and on CUDA devices of compute capability 8.0+ cuBLAS runs them on the
+tensor cores (fp32 accumulation), the fallback's speed when the kernel backends cannot serve.
+Converting whole activations between the two costs as much as a bf16 GEMM (PERF.md section 6),
+so activations stay bf16 end to end: every ``[N, W]`` buffer is bf16,
 the W x W weights are rounded to a bf16 copy per call, and each GEMM accumulates in fp32 and
 rounds its result to bf16. What stays fp32: the parameters, their gradients (the bf16 GEMM
 results are widened into them), the output layer's result, the loss and dL/dout, and the first
@@ -32,6 +34,16 @@ def cpu_bf16_reason() -> str | None:
     flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
     if not any(flag in flags.split() for flag in CPU_FLAGS):
         return f"this CPU has none of {', '.join(CPU_FLAGS)}"
+    return None
+
+
+def cuda_bf16_reason(device: torch.device) -> str | None:
+    """None when ``device`` has bf16 tensor cores (compute capability 8.0+), else why not."""
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 8:
+        return f"{device} has compute capability {major}.{minor} (bf16 tensor cores need 8.0)"
     return None
 
 

@@ -9,8 +9,8 @@ under the interpreter); always fp32 accumulation.
 
 Tile shapes come from kernels/_config.py; ``$MGDL_FAST_TRITON_TILE`` (training kernels) and
 ``$MGDL_FAST_TRITON_FWD_TILE`` (forward), each "BLOCK_M,NUM_WARPS,CHUNK[,KEEP[,STAGES]]",
-override them for tuning on a GPU; both are read when a grade binds. ``aot`` compiles the
-launches for sm_90 without a GPU (bench/kernel_report.py reads the compiler's output).
+override them for tuning on a GPU; both are read when a grade binds. bench/triton_aot.py
+compiles the launches for sm_90 without a GPU (bench/kernel_report.py reads its output).
 
 Triton and the kernels load on first use, so importing this module never compiles. Under
 ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (the tests); ``auto`` still picks this
@@ -20,13 +20,20 @@ backend only for CUDA tensors.
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..base import Backend, Capabilities
-from .engine import TritonEngine
+from .source_tree import ensure_kernels
+
+if TYPE_CHECKING:
+    from .engine import TritonEngine
 
 __all__ = ["TritonBackend", "interpreting"]
+# Before .engine and .plans import mgdl_fast.kernels (they are imported lazily below).
+ensure_kernels()
 
 
 def interpreting() -> bool:
@@ -76,5 +83,24 @@ class TritonBackend(Backend):
             why.append("CPU tensors run only under the Triton interpreter (TRITON_INTERPRET=1)")
         return why
 
+    def launch_geometry(self, shape, device, input_dtype, options) -> tuple[int, int]:
+        from ...kernels import _config
+        from . import plans
+        from .engine import TILE_ENV
+
+        target = plans.target_for(device, interpreting())
+        dot = plans.dot_for(self.resolve_options(options, input_dtype).precision, target)
+        dims = (shape.in_dim, shape.width, shape.hidden_layers, dot)
+        cfg = _config.tile_config(*dims, training=True, override=os.environ.get(TILE_ENV))
+        return cfg.block_m, _config.num_programs(1 << 30, target.sm_count)
+
+    def source_files(self) -> list[Path]:
+        from ... import kernels
+
+        own = Path(__file__).parent
+        return sorted([*Path(kernels.__file__).parent.glob("*.py"), *own.glob("*.py")])
+
     def _bind(self, shape, device, input_dtype, rows, options) -> TritonEngine:
+        from .engine import TritonEngine
+
         return TritonEngine(shape, device, input_dtype, rows, options, interpret=interpreting())
