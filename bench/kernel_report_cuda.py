@@ -46,7 +46,12 @@ HOPPER_SMEM = plan_replay.HOPPER_DYNAMIC_SMEM
 SM_SMEM, BLOCK_RESERVED_SMEM, SM_REGS = 233_472, 1024, 65_536
 PEAK_FLOPS = 800e12
 NVCC_FLAGS = ("-std=c++17", "--expt-relaxed-constexpr", "-lineinfo", "-arch=sm_90a")
-KERNEL_SOURCES = ("block_fwd.cu", "block_train.cu", "reduce.cu", "optim.cu")
+KERNEL_SOURCES = (
+    "block_fwd.cu",
+    *(f"block_train_w{w}.cu" for w in (32, 64, 128, 256)),
+    "reduce.cu",
+    "optim.cu",
+)
 # (name, D, W, L, C, input dtype): the headline blocks (issue 13).
 VARIANTS = (
     ("grade1", 2, 128, 2, 1, "float32"),

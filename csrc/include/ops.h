@@ -40,6 +40,12 @@ int plan_grid(const KernelPlan& plan, int64_t n);
 // The kernel instantiations (nullptr when (w, warps) is not instantiated).
 const void* fwd_kernel(int w);
 const void* train_kernel(int w, int warps);
+// The training kernel of one width and warp count (nullptr if not instantiated), one
+// translation unit per width (csrc/block_train_w*.cu).
+const void* train_kernel_w32(int warps);
+const void* train_kernel_w64(int warps);
+const void* train_kernel_w128(int warps);
+const void* train_kernel_w256(int warps);
 
 // out (and features) of a block for x (args.dims.n <= plan.dims.n rows).
 void launch_block_fwd(const KernelPlan& plan, FwdArgs args, cudaStream_t stream);

@@ -1,0 +1,11 @@
+// The training kernel's width-128 instantiations (their own translation unit: see block_train.cu).
+#include "train_kernel.cuh"
+
+namespace mgdl {
+
+const void* train_kernel_w128(int warps) {
+  return warps == 8 ? reinterpret_cast<const void*>(&block_train_kernel<128, 8>)
+                    : reinterpret_cast<const void*>(&block_train_kernel<128, 4>);
+}
+
+}  // namespace mgdl

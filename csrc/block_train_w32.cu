@@ -1,0 +1,10 @@
+// The training kernel's width-32 instantiations (their own translation unit: see block_train.cu).
+#include "train_kernel.cuh"
+
+namespace mgdl {
+
+const void* train_kernel_w32(int warps) {
+  return warps == 8 ? reinterpret_cast<const void*>(&block_train_kernel<32, 8>) : nullptr;
+}
+
+}  // namespace mgdl
