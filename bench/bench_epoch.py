@@ -1,14 +1,18 @@
 """One full-batch training epoch (0.5 * MSE step + Adam update) per provider and shape.
 
-Providers: ``eager`` (plain PyTorch as a user writes it: autograd through the block and
-``torch.optim.Adam``), ``compile`` (torch.compile of the block's loss, its gradient and Adam),
-and every backend of the engine (``torch``, ``triton``, ``cuda``: a bound engine's ``step`` +
-``update``), skipped with the backend's reasons where it cannot serve the shape. On a GPU each
-backend also runs as ``<backend>-graph``: ten epochs captured once in a CUDA graph and replayed
-(what the trainer does between records), timed per epoch. Correctness is asserted once against
-a float64 step before timing; the timed function synchronizes the device. Run on a GPU with
-``bench/gpu_suite.sh`` (JSON into bench/results/); on CPU, CI runs it as a smoke test at tiny
-sizes.
+Providers: every backend of the engine (``cuda``, ``triton``, ``torch``: a bound engine's
+``step`` + ``update`` at its default precision, bf16 for the torch backend on a GPU), skipped
+with the backend's reasons where it cannot serve the shape; the torch baselines a user would
+write, ``eager`` (autograd through the block and ``torch.optim.Adam``) and ``compile``
+(torch.compile of the loss, its gradient and Adam), each also as ``-bf16`` under bf16 autocast:
+the honest baselines for bf16 kernels. On a GPU each backend also runs as ``<backend>-graph``:
+ten epochs captured once in a CUDA graph and replayed (what the trainer does between records),
+timed per epoch. Providers run in order of value (kernels first, torch.compile last).
+Correctness is asserted once against a float64 step before timing; the timed function
+synchronizes the device. Every case appends one record the moment it is measured
+(bench/records.py); bench/epoch_summary.py states each provider against the best torch
+provider of the same run. Run on a GPU with ``bench/gpu_suite.sh``; on CPU, CI runs it as a
+smoke test at tiny sizes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from mgdl_fast import BlockParams, BlockShape, Options, backends
 from mgdl_fast.io.environment import environment
 from mgdl_fast.spec import block_apply
 
+from .records import append
 from .shapes import EpochShape, epoch_shapes
 
 GPU = torch.cuda.is_available()
@@ -27,8 +32,8 @@ DEVICE = torch.device("cuda" if GPU else "cpu")
 GRAPH_EPOCHS = 10
 # (N, D) of the one GPU shape torch.compile is timed at: grade >= 2 at 1024^2.
 COMPILE_SHAPE = (1024 * 1024, 128)
-PROVIDERS = ["eager", "compile", *backends.backend_names()]
-PROVIDERS += [f"{name}-graph" for name in backends.backend_names()] if GPU else []
+GRAPHS = [f"{name}-graph" for name in ("cuda", "triton", "torch")] if GPU else []
+PROVIDERS = ["cuda", "triton", "torch", "eager-bf16", *GRAPHS, "eager", "compile-bf16", "compile"]
 LR = 1e-3
 
 
@@ -86,18 +91,27 @@ class GraphEpochs(EngineEpoch):
         return self.loss
 
 
-class EagerEpoch:
-    """Plain PyTorch: autograd through the block function and torch.optim.Adam."""
+def autocast(enabled: bool):
+    """bf16 autocast on the benchmark's device (matmuls in bf16, fp32 accumulation)."""
+    return torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def __init__(self, params: BlockParams, x, y):
+
+class EagerEpoch:
+    """Plain PyTorch: autograd through the block function and torch.optim.Adam, under bf16
+    autocast when ``bf16``."""
+
+    def __init__(self, params: BlockParams, x, y, bf16: bool = False):
         self.shape, self.x, self.y = params.shape, x.float(), y
         self.flat = params.flat.detach().clone().requires_grad_(True)
         self.opt = torch.optim.Adam([self.flat], lr=LR)
         self.grad = None
+        self.bf16 = bf16
 
     def __call__(self) -> torch.Tensor:
         self.opt.zero_grad(set_to_none=False)
-        loss = 0.5 * torch.mean((block_apply(self.flat, self.x, self.shape) - self.y) ** 2)
+        with autocast(self.bf16):
+            pred = block_apply(self.flat, self.x, self.shape)
+        loss = 0.5 * torch.mean((pred.float() - self.y) ** 2)
         loss.backward()
         self.grad = BlockParams(self.shape, self.flat.grad)
         self.opt.step()
@@ -105,17 +119,20 @@ class EagerEpoch:
 
 
 class CompiledEpoch:
-    """torch.compile of the block function's loss, its gradient and the Adam update; the
-    step-dependent scalars are tensors so that no epoch recompiles."""
+    """torch.compile of the block function's loss, its gradient and the Adam update (the block
+    under bf16 autocast when ``bf16``); the step-dependent scalars are tensors so that no epoch
+    recompiles."""
 
-    def __init__(self, params: BlockParams, x, y, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, params: BlockParams, x, y, bf16=False, beta1=0.9, beta2=0.999, eps=1e-8):
         shape = params.shape
         self.params, self.x, self.y = params, x, y
         self.m, self.v = torch.zeros_like(params.flat), torch.zeros_like(params.flat)
         self.step = 0
 
         def loss_fn(flat, xx, yy):
-            return 0.5 * torch.mean((block_apply(flat, xx, shape) - yy) ** 2)
+            with autocast(bf16):
+                pred = block_apply(flat, xx, shape)
+            return 0.5 * torch.mean((pred.float() - yy) ** 2)
 
         grad_and_loss = torch.func.grad_and_value(loss_fn)
 
@@ -140,12 +157,13 @@ class CompiledEpoch:
 
 
 def make_epoch(provider: str, params: BlockParams, x, y):
-    if provider == "compile" and GPU and shape_key(params, x) != COMPILE_SHAPE:
+    base, bf16 = provider.removesuffix("-bf16"), provider.endswith("-bf16")
+    if base == "compile" and GPU and shape_key(params, x) != COMPILE_SHAPE:
         pytest.skip("torch.compile is timed at one shape (its first call compiles for ~30 s)")
-    if provider == "eager":
-        return EagerEpoch(params, x, y)
-    if provider == "compile":
-        return CompiledEpoch(params, x, y)
+    if base == "eager":
+        return EagerEpoch(params, x, y, bf16)
+    if base == "compile":
+        return CompiledEpoch(params, x, y, bf16)
     name = provider.removesuffix("-graph")
     why = backends.reasons(name, params.shape, DEVICE, x.dtype, Options.from_env())
     if why:
@@ -166,7 +184,8 @@ def check_first_step(provider: str, params: BlockParams, x, y) -> None:
     epoch = make_epoch(provider.removesuffix("-graph"), params.clone(), x, y)
     loss = epoch()
     engine = getattr(epoch, "engine", None)
-    exact = not GPU and (engine is None or engine.options.precision == "fp32")
+    fp32 = engine.options.precision == "fp32" if engine else not provider.endswith("-bf16")
+    exact = not GPU and fp32
     tol = 1e-4 if exact else 3e-2
     err = (epoch.grad.flat.double() - grad64).norm() / grad64.norm()
     assert err.item() <= tol, f"gradient relative error {err.item():.2e} > {tol}"
@@ -195,6 +214,10 @@ def test_epoch(benchmark, provider: str, shape: EpochShape):
         layers=shape.layers, x_dtype=str(x.dtype).replace("torch.", ""),
         epochs_per_call=epochs_per_call, roofline_pixels_per_s=shape.roofline_pixels_per_s(),
     )  # fmt: skip
+    engine = getattr(epoch, "engine", None)
+    benchmark.extra_info["precision"] = (
+        engine.options.precision if engine else "bf16" if provider.endswith("-bf16") else "fp32"
+    )
     benchmark(run)
     if benchmark.stats is not None:
         per_epoch = benchmark.stats.stats.median / epochs_per_call
@@ -203,3 +226,5 @@ def test_epoch(benchmark, provider: str, shape: EpochShape):
         benchmark.extra_info["pct_bf16_roofline"] = (
             100 * shape.n / per_epoch / shape.roofline_pixels_per_s()
         )
+        benchmark.extra_info["rounds"] = benchmark.stats.stats.rounds
+    append({"case": f"{provider}[{shape}]", **benchmark.extra_info})

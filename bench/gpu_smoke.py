@@ -1,31 +1,37 @@
-"""Correctness smoke of every kernel backend at the headline shapes, against the torch backend
-on the same device: forward (output and features), one training step (loss and gradient), the
+"""Correctness smoke of every backend at the headline shapes, against the fp32 torch backend on
+the same device: forward (output and features), one training step (loss and gradient), the
 backward from a given dL/dout, and Adam, with outputs NaN-poisoned; plus NaN propagation (one
-NaN weight must give a NaN loss). One JSON record per (backend, shape, op).
+NaN weight must give a NaN loss). The kernel backends run with their default precision, the
+torch backend with its own (bf16 on a GPU: the fallback auto picks when the kernels cannot
+serve). One record per (backend, shape, op), appended the moment it exists (bench/records.py).
 
-    python bench/gpu_smoke.py --json FILE            # on a GPU: headline shapes, N = 65553
-    python bench/gpu_smoke.py --json FILE --tiny     # CPU dry run: small shapes, N = 300
+    python bench/gpu_smoke.py [--records FILE]            # on a GPU: headline shapes, N = 65553
+    python bench/gpu_smoke.py [--records FILE] --tiny     # CPU dry run: small shapes, N = 300
 
-The error of each comparison is max |kernel - torch| / max |torch|. Its tolerance is the
-self-check's (``testing.SELF_CHECK_TOLERANCE``, by product precision), or for bf16 twice what
-rounding the operands to bf16 alone costs the fp32 torch backend, if more: a backward from a
-random-sign dL/dout sums terms that cancel, so bf16 operands cannot give it 5e-2 even when
+The error of each comparison is max |backend - torch fp32| / max |torch fp32|. Its tolerance is
+the self-check's (``testing.SELF_CHECK_TOLERANCE``, by product precision), or for bf16 twice
+what rounding the operands to bf16 alone costs the fp32 torch backend, if more: a backward from
+a random-sign dL/dout sums terms that cancel, so bf16 operands cannot give it 5e-2 even when
 every product is exact.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import torch
 
-from mgdl_fast import BlockParams, BlockShape, Options, backends
-from mgdl_fast.io.environment import environment
-from mgdl_fast.testing import SELF_CHECK_TOLERANCE, poisoned
+# Run as a script, from a checkout or a bare copy of one: the tree's own packages first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.records import append  # noqa: E402
+from mgdl_fast import BlockParams, BlockShape, Options, backends  # noqa: E402
+from mgdl_fast.io.environment import environment  # noqa: E402
+from mgdl_fast.testing import SELF_CHECK_TOLERANCE, poisoned  # noqa: E402
 
 # The issues' headline grades: (D, W, L, C), input dtype.
 HEADLINE = [
@@ -118,13 +124,15 @@ def check(name: str, dims, dtype, n: int, device: torch.device) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", required=True, help="where to write the records")
+    parser.add_argument("--records", help="append records here (default $MGDL_FAST_RECORDS)")
     parser.add_argument("--tiny", action="store_true", help="CPU dry run at small sizes")
     args = parser.parse_args()
     device = torch.device("cpu" if args.tiny else "cuda")
     shapes, n = (TINY, 300) if args.tiny else (HEADLINE, 65_536 + 17)
-    names = [b for b in backends.backend_names() if b != "torch"] + (["torch"] if args.tiny else [])
-    records = []
+    # Kernels first (what this stage is for), the torch backend's fallback precision last.
+    names = [*(b for b in backends.backend_names() if b != "torch"), "torch"]
+    append({"op": "environment", **environment(device)}, args.records)
+    failed = 0
     for name in names:
         for dims, dtype in shapes:
             try:
@@ -133,13 +141,10 @@ def main() -> int:
                 result = [{"backend": name, "shape": list(dims), "op": "all", "status": "ERROR",
                            "error": f"{type(exc).__name__}: {exc}",
                            "traceback": traceback.format_exc()[-2000:]}]  # fmt: skip
-            for r in result:
-                print(json.dumps({k: v for k, v in r.items() if k != "traceback"}), flush=True)
-            records += result
-    with open(args.json, "w") as fh:
-        json.dump({"environment": environment(device), "records": records}, fh, indent=1)
-    failed = [r for r in records if r["status"] in ("FAIL", "ERROR")]
-    print(f"{len(records)} records, {len(failed)} failed; wrote {args.json}")
+            for record in result:
+                append(record, args.records)
+                failed += record["status"] in ("FAIL", "ERROR")
+    print(f"{failed} records failed")
     return 1 if failed else 0
 
 

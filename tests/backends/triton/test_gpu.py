@@ -60,12 +60,14 @@ def test_variant_at_real_size_follows_the_flash_attention_rule(name):
             assert_close_to_oracle(actual, torch.as_tensor(want), torch.as_tensor(ref), msg=label)
 
 
+@pytest.mark.compile_heavy
 @pytest.mark.parametrize("deterministic", [True, False], ids=["ordered", "atomic"])
 @pytest.mark.parametrize("case", test_ops.FP32_CASES, ids=test_ops.case_id)
 def test_interpreter_cases_on_the_gpu(case, deterministic):
     test_ops.test_fp32_ops_match_the_oracle(case, deterministic)
 
 
+@pytest.mark.compile_heavy
 @pytest.mark.parametrize("case", test_ops.LOWP_CASES, ids=test_ops.case_id)
 def test_reduced_precision_cases_on_the_gpu(case):
     test_ops.test_reduced_precision_ops_follow_the_flash_attention_rule(case)
