@@ -183,10 +183,13 @@ class MultiGrade(nn.Module):
         return h
 
     def freeze(self, grades: int | None = None) -> MultiGrade:
-        """Freeze the first ``grades`` grades (default all) and unfreeze the rest."""
+        """Freeze the first ``grades`` grades (default all); the others keep their state
+        (``Grade.freeze(False)`` unfreezes one). Returns the module."""
         count = len(self) if grades is None else grades
-        for k, grade in enumerate(self.all()):
-            grade.flat.requires_grad_(k >= count)
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= len(self):
+            raise InputError(f"grades to freeze must be 0-{len(self)}, got {grades!r}")
+        for grade in self.all()[:count]:
+            grade.freeze()
         return self
 
     @classmethod
