@@ -5,6 +5,8 @@ Importing never compiles or probes a GPU; Triton and the CUDA extension load on 
 custom ops. The public surface is ``__all__`` (docs/API.md says what is stable).
 """
 
+import numpy as np
+
 from . import nn, ops
 from ._version import __version__
 from .backends import bind
@@ -12,12 +14,14 @@ from .backends.base import DTYPE_POLICY, Options
 from .backends.engine import Engine
 from .block import BlockParams, BlockShape
 from .errors import BackendUnavailableError, DivergenceError, InputError, MGDLError
+from .grid import coordinate_grid, grid_rows
 from .io.checkpoint import load_checkpoint, save_checkpoint
 from .io.images import Image, default_image, from_array, load_image
 from .nn import Grade, MultiGrade
 from .ops import adam_step, block_backward, block_forward, gd_step, grade_step
 from .tasks import FunctionTask, RegressionObjective, RegressionTask
 from .tasks.base import GradeInputs, Objective, Split, Task
+from .tasks.regression import field_pixels
 from .train import FitResult, GradeHook, ModelConfig, MultiGradeModel, TrainConfig, fit
 
 __all__ = [
@@ -50,12 +54,14 @@ __all__ = [
     "bind",
     "block_backward",
     "block_forward",
+    "coordinate_grid",
     "default_image",
     "fit",
     "fit_regression",
     "from_array",
     "gd_step",
     "grade_step",
+    "grid_rows",
     "load_checkpoint",
     "load_image",
     "nn",
@@ -65,10 +71,20 @@ __all__ = [
 
 
 def fit_regression(
-    image: Image, model: ModelConfig | None = None, train: TrainConfig | None = None, **kwargs
+    image: Image | np.ndarray,
+    model: ModelConfig | None = None,
+    train: TrainConfig | None = None,
+    *,
+    data_range: float | None = None,
+    **kwargs,
 ) -> FitResult:
-    """Fit an image by coordinate regression (PROTOCOL 2); keyword arguments go to ``fit``."""
+    """Fit an image, or a field of any finite values (``[H, W]`` or ``[H, W, C]``: a
+    temperature in kelvin), by coordinate regression (PROTOCOL 2); keyword arguments go to
+    ``fit``. PSNRs use ``data_range`` as the peak (default: 1 for an ``Image``, the field's
+    max - min for an array). Values are fitted as given: the loss is in their units squared."""
     model = model or ModelConfig()
     train = train or TrainConfig()
-    task = RegressionTask(image.pixels, device=train.torch_device())
-    return fit(task, RegressionObjective(task), model, train, **kwargs)
+    pixels, span = (image.pixels, 1.0) if isinstance(image, Image) else field_pixels(image)
+    task = RegressionTask(pixels, device=train.torch_device())
+    peak = span if data_range is None else data_range
+    return fit(task, RegressionObjective(task, peak=peak), model, train, **kwargs)

@@ -91,11 +91,15 @@ class FlatParams(Protocol):
 
 
 class BlockParams:
-    """Parameters of one block: ``flat [P]`` plus ``weights``/``biases`` views into it."""
+    """Parameters of one block: ``flat [P]`` plus ``weights``/``biases`` views into it.
+
+    A non-contiguous ``flat`` (a column of a matrix) is made contiguous: ``flat`` is then a
+    copy (differentiable, so gradients still reach the original), and in-place updates of it
+    (``adam_step``, ``gd_step``) do not write the original."""
 
     def __init__(self, shape: BlockShape, flat: torch.Tensor):
         self.shape = shape
-        self.flat = flat
+        self.flat = flat.contiguous() if isinstance(flat, torch.Tensor) else flat
         self.weights, self.biases = shape.views(flat)
 
     @classmethod

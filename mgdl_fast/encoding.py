@@ -84,19 +84,31 @@ class Encoding:
         """``x [n, D]`` -> ``[n, out_dim]`` fp32, written into ``out`` when given (an fp32
         ``[n, out_dim]`` view: the streamed path reuses one chunk buffer). The only temporary
         is the angles ``[n, out_dim / 2]``."""
-        matrix = self.matrix.to(x.device)
-        x = x.float()
-        if self.config.kind == "fourier":
-            angles = x @ matrix
-        else:
-            angles = (x[:, :, None] * matrix).reshape(x.shape[0], -1)
-        angles.mul_(2 * math.pi)
+        angles = encoding_angles(self.config.kind, self.matrix.to(x.device), x)
         if out is None:
             out = torch.empty(x.shape[0], self.out_dim, device=x.device)
         half = angles.shape[1]
         torch.cos(angles, out=out[:, :half])
         torch.sin(angles, out=out[:, half:])
         return out
+
+    def to_module(self):
+        """The encoding as an ``mgdl_fast.nn.InputEncoding`` module (a copy of ``matrix``)."""
+        from .nn.encoding import InputEncoding
+
+        return InputEncoding(self.config, self.in_dim, self.matrix.clone())
+
+
+def encoding_angles(kind: str, matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The angles ``[n, out_dim / 2]`` fp32 whose cos and sin are the features of ``x [n, D]``:
+    ``2 pi x B`` (fourier, ``matrix`` B ``[D, m]``) or ``2 pi s_j x_d`` in (d, j) order
+    (positional, ``matrix`` the scales ``[m]``). Plain torch ops, shared by ``Encoding`` and
+    its module, so both give the same bits."""
+    x = x.float()
+    fourier = kind == "fourier"
+    angles = x @ matrix if fourier else (x[:, :, None] * matrix).reshape(x.shape[0], -1)
+    # In place: the angles are the one temporary (train/memory.py counts them).
+    return angles.mul_(2 * math.pi)
 
 
 def make_encoding(config: EncodingConfig | None, in_dim: int) -> Encoding | None:

@@ -3,26 +3,29 @@
 
 Importing this module imports JAX (``import mgdl_fast`` does not). ``to_torch`` and
 ``from_torch`` share memory (a torch view of a JAX array must not be written: JAX arrays are
-immutable). ``block_forward`` runs the engine of the arrays' device on concrete arrays; under
-``jax.jit``, ``jax.grad`` or ``jax.vmap`` it runs the same op through ``jax.pure_callback`` on
-host copies (JAX hands callbacks NumPy arrays), so it composes with every JAX transform on CPU.
-Dtypes follow the torch policy (``mgdl_fast.DTYPE_POLICY``): fp32 (or bf16) inputs, fp32
-parameters, fp32 outputs.
+immutable). ``block_forward`` and its backward run through ``jax.experimental.buffer_callback``,
+eagerly and under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` alike: the callback gets XLA's
+device buffers, wraps them by DLPack (no copy), and runs the engine of that device on them,
+writing the outputs into XLA's output buffers; on CUDA on XLA's stream. ``jax.vmap`` runs one
+call per batch element. Dtypes follow the torch policy (``mgdl_fast.DTYPE_POLICY``): fp32 (or
+bf16) inputs, fp32 parameters, fp32 outputs.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import torch
+from jax.experimental.buffer_callback import ExecutionStage, buffer_callback
 
 from .backends import bind
 from .block import BlockParams, BlockShape
 from .ops import library
+from .ops.engines import engine_for
 from .ops.library import dims
 
 __all__ = ["block_forward", "fit_grade", "from_torch", "to_torch"]
@@ -38,40 +41,37 @@ def from_torch(tensor: torch.Tensor) -> jax.Array:
     return jax.dlpack.from_dlpack(tensor.detach().contiguous())
 
 
-def _host(array) -> torch.Tensor:
-    """A callback's argument (a host JAX array, or a NumPy array in older JAX) as a tensor;
-    read-only NumPy arrays, which DLPack cannot export, are copied."""
-    if not isinstance(array, np.ndarray):
-        return to_torch(array)
-    if array.dtype == jnp.bfloat16:
-        return torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16)
-    return torch.from_dlpack(array) if array.flags.writeable else torch.tensor(array)
+def _on_device(fn: Callable, outputs: tuple[jax.ShapeDtypeStruct, ...], *arrays) -> tuple:
+    """``fn(outs, *ins)`` (torch tensors, writing ``outs`` in place) on JAX arrays, concrete
+    or traced, through ``buffer_callback``: XLA's own buffers reach ``fn`` by DLPack on the
+    device that holds them, the outputs are written where XLA reads them (no host copy, no
+    output copy), and on CUDA the engine runs on XLA's stream."""
 
+    def callback(ctx, outs, *ins) -> None:
+        if ctx.stage != ExecutionStage.EXECUTE:
+            return
+        tensors = [torch.from_dlpack(b) for b in (*outs, *ins)]
+        device = tensors[0].device
+        stream = (
+            torch.cuda.stream(torch.cuda.ExternalStream(ctx.stream, device=device))
+            if device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        with stream:
+            fn(tensors[: len(outs)], *tensors[len(outs) :])
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(jnp.bfloat16)
-    return tensor.numpy()
-
-
-def _run(fn: Callable, outputs: tuple[jax.ShapeDtypeStruct, ...], *arrays) -> tuple:
-    """``fn`` (torch tensors in, a tuple of torch tensors out) on JAX arrays: by DLPack on
-    concrete arrays, through ``jax.pure_callback`` on traced ones."""
-    if not any(isinstance(a, jax.core.Tracer) for a in arrays):
-        return tuple(from_torch(t) for t in fn(*(to_torch(a) for a in arrays)))
-
-    def callback(*host):
-        return tuple(_numpy(t) for t in fn(*(_host(a) for a in host)))
-
-    return jax.pure_callback(callback, outputs, *arrays, vmap_method="sequential")
+    call = buffer_callback(callback, outputs, vmap_method="sequential")
+    return tuple(call(*arrays))
 
 
 def _forward(x, flat, shape: BlockShape, backend: str | None):
-    def fn(x, flat):
-        return (library.block_fwd(x.contiguous(), flat.contiguous(), dims(shape), backend),)
+    def fn(outs, x, flat):
+        s = library.check_block(x, flat, dims(shape))
+        with engine_for("block_fwd", s, x, backend=backend) as engine:
+            engine.forward(x, flat, outs[0])
 
     out = jax.ShapeDtypeStruct((x.shape[0], shape.out_dim), jnp.float32)
-    return _run(fn, (out,), x, flat)[0]
+    return _on_device(fn, (out,), x, flat)[0]
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -89,14 +89,22 @@ def _block_fwd(x, flat, shape, backend):
 def _block_bwd(shape, backend, saved, grad_out):
     x, flat = saved
 
-    def fn(x, flat, grad_out):
-        grads = library.block_bwd(x.contiguous(), flat.contiguous(), grad_out.contiguous(),
-                                  dims(shape), True, backend, None, None)  # fmt: skip
-        return grads[1].to(x.dtype), grads[0]
+    def fn(outs, x, flat, grad_out):
+        grad_x, grad_flat = outs
+        s = library.check_block(x, flat, dims(shape))
+        # The engine writes dL/dx in fp32: bf16 inputs get theirs through an fp32 copy.
+        fp32 = (
+            grad_x
+            if grad_x.dtype == torch.float32
+            else grad_x.new_empty(grad_x.shape, dtype=torch.float32)
+        )
+        with engine_for("block_bwd", s, x, backend=backend) as engine:
+            engine.backward(x, flat, grad_out, grad_flat, fp32)
+        if fp32 is not grad_x:
+            grad_x.copy_(fp32)
 
     specs = (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(flat.shape, flat.dtype))
-    grad_x, grad_flat = _run(fn, specs, x, flat, grad_out)
-    return grad_x, grad_flat
+    return _on_device(fn, specs, x, flat, grad_out)
 
 
 block_forward.defvjp(_block_fwd, _block_bwd)

@@ -53,11 +53,14 @@ def model_tensors(model: MultiGradeModel) -> dict[str, torch.Tensor]:
     return {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
 
 
-def save_checkpoint(path: str | Path, model: MultiGradeModel, config: dict) -> tuple[Path, Path]:
+def save_checkpoint(
+    path: str | Path, model: MultiGradeModel, config: dict | None = None
+) -> tuple[Path, Path]:
     """Write ``<stem>.safetensors`` (tensors ``grade1``..``gradeK``, the encoding's
     frequencies) and ``<stem>.json`` (each grade's shape and output scale, the encoding, and
-    ``config``, which must be JSON-serialisable; it is checked before anything is written).
-    Returns the two paths."""
+    ``config`` (default ``{}``), which must be JSON-serialisable; it is checked before anything
+    is written). Returns the two paths."""
+    config = {} if config is None else config
     stem = checkpoint_stem(path)
     grades = [{**p.shape.to_dict(), "scale": s} for p, s in zip(model.grades, model.scales)]
     meta = {"format": FORMAT, "grades": grades, "encoding": encoding_meta(model), "config": config}

@@ -3,14 +3,16 @@
 ``Grade`` is one block: a flat fp32 parameter ``flat [P]`` (BlockParams layout) with weight
 ``[in, out]`` and bias views, whose forward is ``mgdl_fast.block_forward`` on the module's
 backend. ``MultiGrade`` chains grades the MGDL way (grade k+1 reads grade k's last hidden
-features; the prediction is ``sum_k scale_k * output_k``), with ``state_dict`` /
-``load_state_dict``, freezing of trained grades, ``features(x)``, and conversion from and to
-the trainer's ``MultiGradeModel``. ``to_sequential()`` exports either to a plain
-``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU`` that runs without mgdl_fast.
+features, grade 1 the inputs through an optional ``InputEncoding``; the prediction is
+``sum_k scale_k * output_k``), with ``state_dict`` / ``load_state_dict``, freezing of trained
+grades, ``features(x)``, and conversion from and to the trainer's ``MultiGradeModel``.
+``to_sequential()`` exports either to a plain ``nn.Sequential`` of ``nn.Linear`` and
+``nn.ReLU`` (after the encoding, when there is one) that runs without the mgdl_fast ops.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import torch
@@ -20,6 +22,7 @@ from ..block import BlockParams, BlockShape
 from ..errors import InputError
 from ..ops import block_forward
 from ..train.model import MultiGradeModel
+from .encoding import InputEncoding
 from .sequential import carry_stack, linear
 
 __all__ = ["Grade", "MultiGrade"]
@@ -113,16 +116,24 @@ class Grade(nn.Module):
 
 class MultiGrade(nn.Module):
     """Grades ``g_1..g_K`` as a module: ``forward(x [N, D]) = sum_k scale_k * g_k(h_{k-1})``
-    with ``h_0 = x`` and ``h_k`` grade k's last hidden features ``[N, W]`` (fp32).
+    with ``h_0 = x`` (or ``encoding(x)``, an ``InputEncoding``, when given) and ``h_k`` grade
+    k's last hidden features ``[N, W]`` (fp32).
 
     ``scales`` is a buffer, so ``state_dict`` holds everything but the shapes, which each
-    grade checks on ``load_state_dict``. Grades stay trainable until ``freeze``d.
+    grade (and the encoding) checks on ``load_state_dict``. Grades stay trainable until
+    ``freeze``d; the encoding has no parameters.
     """
 
     scales: Tensor
 
-    def __init__(self, grades: Iterable[Grade] = (), scales: Iterable[float] | None = None):
+    def __init__(
+        self,
+        grades: Iterable[Grade] = (),
+        scales: Iterable[float] | None = None,
+        encoding: InputEncoding | None = None,
+    ):
         super().__init__()
+        self.encoding = encoding
         self.grades = nn.ModuleList()
         self.register_buffer("scales", torch.zeros(0))
         grades = list(grades)
@@ -133,11 +144,17 @@ class MultiGrade(nn.Module):
             self.append(grade, scale)
 
     def append(self, grade: Grade, scale: float = 1.0) -> None:
-        """Add a grade reading the newest grade's features."""
+        """Add a grade reading the newest grade's features (grade 1: the encoded inputs)."""
         if len(self.grades) and grade.shape.in_dim != self[-1].shape.width:
             raise InputError(
                 f"grade {len(self.grades) + 1} reads {grade.shape.in_dim} features but grade "
                 f"{len(self.grades)} has width {self[-1].shape.width}"
+            )
+        encoding = self.encoding
+        if not len(self.grades) and encoding is not None and grade.shape.in_dim != encoding.out_dim:
+            raise InputError(
+                f"grade 1 reads {grade.shape.in_dim} inputs but the encoding makes "
+                f"{encoding.out_dim}"
             )
         self.grades.append(grade)
         scales = torch.tensor([*self.scales.tolist(), float(scale)])
@@ -163,7 +180,7 @@ class MultiGrade(nn.Module):
         """The prediction ``[N, C]`` fp32 for ``x [N, D]``."""
         self._check()
         prediction: Tensor | None = None
-        h = x
+        h = self._encode(x)
         for k, grade in enumerate(self.all()):
             if k + 1 < len(self.grades):
                 out, h = grade(h, return_features=True)
@@ -177,37 +194,40 @@ class MultiGrade(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         """The newest grade's last hidden features ``[N, W]`` fp32 (chained through all)."""
         self._check()
-        h = x
+        h = self._encode(x)
         for grade in self.all():
             h = grade.features(h)
         return h
 
+    def _encode(self, x: Tensor) -> Tensor:
+        return x if self.encoding is None else self.encoding(x)
+
     def freeze(self, grades: int | None = None) -> MultiGrade:
-        """Freeze the first ``grades`` grades (default all) and unfreeze the rest."""
+        """Freeze the first ``grades`` grades (default all); the others keep their state
+        (``Grade.freeze(False)`` unfreezes one). Returns the module."""
         count = len(self) if grades is None else grades
-        for k, grade in enumerate(self.all()):
-            grade.flat.requires_grad_(k >= count)
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= len(self):
+            raise InputError(f"grades to freeze must be 0-{len(self)}, got {grades!r}")
+        for grade in self.all()[:count]:
+            grade.freeze()
         return self
 
     @classmethod
     def from_model(cls, model: MultiGradeModel, **kwargs) -> MultiGrade:
-        """A module holding copies of a trained ``MultiGradeModel``'s grades (frozen);
-        keyword arguments (backend, precision, ...) go to every ``Grade``. A model with an
-        input encoding is refused (the modules read the encoded inputs' dims, not the raw
-        coordinates)."""
-        if model.encoding is not None:
-            raise InputError(
-                "a model with an input encoding has no nn.Module form yet; use predict/render"
-            )
+        """A module holding copies of a trained ``MultiGradeModel``'s grades (frozen) and of
+        its input encoding (an ``InputEncoding``); keyword arguments (backend, precision, ...)
+        go to every ``Grade``."""
         grades = [Grade.from_params(p, **kwargs).freeze() for p in model.grades]
-        return cls(grades, model.scales)
+        encoding = None if model.encoding is None else model.encoding.to_module()
+        return cls(grades, model.scales, encoding)
 
     def to_model(self) -> MultiGradeModel:
         """The grades as a ``MultiGradeModel`` (copies; for ``predict``, ``render`` and
         checkpoints)."""
         self._check()
         grades = [BlockParams(g.shape, g.flat.detach().clone()) for g in self.all()]
-        return MultiGradeModel(grades, self.scales.tolist())
+        encoding = None if self.encoding is None else self.encoding.to_encoding()
+        return MultiGradeModel(grades, self.scales.tolist(), encoding)
 
     def to_sequential(self) -> nn.Sequential:
         """The prediction as one plain ``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU``.
@@ -215,13 +235,18 @@ class MultiGrade(nn.Module):
         Each hidden layer carries the running prediction ``acc [C]`` as ``relu(acc)`` and
         ``relu(-acc)`` beside the grade's features, ``acc = relu(acc) - relu(-acc)``
         exactly; the layer after a grade's last hidden layer adds ``scale_k * output_k`` to
-        it. One grade exports as ``Grade.to_sequential()``.
+        it. One grade exports as ``Grade.to_sequential()``. With an encoding, a copy of it
+        (an ``InputEncoding``: cos and sin of a product, torch ops only) comes first.
         """
         self._check()
         if len(self) == 1:
-            return _scaled(self[0].to_sequential(), float(self.scales[0]))
-        blocks = [(g.weights, g.biases) for g in self.all()]
-        return carry_stack(blocks, self.scales.tolist())
+            stack = _scaled(self[0].to_sequential(), float(self.scales[0]))
+        else:
+            blocks = [(g.weights, g.biases) for g in self.all()]
+            stack = carry_stack(blocks, self.scales.tolist())
+        if self.encoding is None:
+            return stack
+        return nn.Sequential(copy.deepcopy(self.encoding), *stack)
 
 
 def _scaled(stack: nn.Sequential, scale: float) -> nn.Sequential:

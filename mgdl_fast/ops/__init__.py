@@ -2,8 +2,9 @@
 
 The ops are ``torch.library`` custom ops, ``torch.ops.mgdl_fast.{block_fwd,
 block_fwd_features, block_bwd, grade_step, adam_step, gd_step}`` (library.py), each with a fake
-kernel, an autograd formula and a batching rule, running on the engine bound for its shape,
-device, dtype and row count. The functions here are what to call:
+kernel, an autograd formula and a batching rule, running on an engine of its shape, device and
+dtype lent to the call alone (engines.py: calls from any number of threads give the results of
+serial calls, in any grad, inference or autocast mode). The functions here are what to call:
 
 - ``block_forward`` (and ``block_backward``, ``grade_step``): in eager mode they run as
   ``torch.autograd.Function``s that every ``torch.func`` transform composes with (grad, vjp,

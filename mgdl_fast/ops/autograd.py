@@ -4,16 +4,22 @@ direct ``torch.ops.mgdl_fast`` calls differentiate through; functions.py reuses 
 ``block_fwd``'s backward is the engine's (``block_bwd``); everything of a higher order, and the
 gradients through ``block_fwd_features``'s features and through ``grade_step``, are the torch
 formulas of formulas.py, so double backward works on every backend. The optimizer steps update
-in place and are not differentiable.
+in place and are not differentiable. Under torch.func's grad- and jvp-type transforms and
+forward-mode AD the raw ops raise one ``InputError`` naming the functions that serve them
+(functions.py: ``mgdl_fast.block_forward`` and the others).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
+from torch._library.autograd import make_autograd_impl
+from torch.autograd import forward_ad
 
 from ..block import BlockShape
+from ..errors import InputError
 from . import formulas, library
 from .library import block_shape, dims
 
@@ -104,7 +110,48 @@ def _step_backward(ctx, grad_loss, grad_grad):
     return *grads, None, None, None, None
 
 
+_GRAD, _JVP = torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp
+
+
+def _transform(args: tuple) -> str | None:
+    """The transform a raw op cannot serve: a torch.func grad-type or jvp-type transform (torch
+    runs custom ops' autograd under them as a Function without ``setup_context``, and
+    forward mode not at all), or forward-mode AD with a dual input."""
+    if torch._C._are_functorch_transforms_active():
+        key = torch._C._functorch.peek_interpreter_stack().key()
+        if key in (_GRAD, _JVP):
+            return "torch.func.jvp/jacfwd" if key == _JVP else "torch.func.grad/vjp/jacrev"
+    if forward_ad._current_level >= 0 and any(
+        isinstance(a, Tensor) and forward_ad.unpack_dual(a).tangent is not None for a in args
+    ):
+        return "forward-mode AD"
+    return None
+
+
+def _refuse_transforms(op) -> None:
+    """Give ``op`` (a custom op with its autograd registered) an Autograd kernel that raises
+    one clear ``InputError`` under the transforms it cannot serve (otherwise torch says
+    "must override the setup_context staticmethod", or returns a zero tangent silently) and
+    runs torch's autograd kernel of the op otherwise."""
+    autograd_kernel = make_autograd_impl(op._opoverload, op)
+    name = op._opoverload._schema.name
+
+    def kernel(keyset, *args, **kwargs):
+        transform = _transform(args)
+        if transform is not None:
+            raise InputError(
+                f"{name} (a raw op) does not support {transform}; call "
+                "mgdl_fast.block_forward / block_backward / grade_step, which do"
+            )
+        return autograd_kernel(keyset, *args, **kwargs)
+
+    op._lib.impl(op._opoverload._schema.name.split("::")[1], kernel, "Autograd",
+                 with_keyset=True)  # fmt: skip
+
+
 library.block_fwd.register_autograd(_fwd_backward, setup_context=_setup_fwd)
 library.block_fwd_features.register_autograd(_features_backward, setup_context=_setup_features)
 library.block_bwd.register_autograd(_bwd_backward, setup_context=_setup_bwd)
 library.grade_step.register_autograd(_step_backward, setup_context=_setup_step)
+for _op in (library.block_fwd, library.block_fwd_features, library.block_bwd, library.grade_step):
+    _refuse_transforms(_op)

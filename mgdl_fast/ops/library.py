@@ -1,11 +1,12 @@
 """The block's ops as ``torch.library`` custom ops in the ``mgdl_fast`` namespace.
 
 Each op checks its operands with the checks every backend shares (one ``InputError`` per
-problem, in the real and the fake kernel alike), then runs on the engine bound for its shape,
-device, input dtype and row count (engines.py). Outputs are fresh tensors; engine buffers never
-leave an op. ``shape`` is ``[D, W, L, C]`` (``BlockShape``'s fields in order); ``backend``,
-``precision`` and ``deterministic`` None mean the environment's, read when the op runs, so a
-traced graph keeps them as constants and picks the backend at run time.
+problem, in the real and the fake kernel alike), then runs on an engine of its shape, device
+and input dtype with room for its rows, lent to that call alone (engines.py: thread-safe, any
+mode). Outputs are fresh tensors; engine buffers never leave an op. ``shape`` is
+``[D, W, L, C]`` (``BlockShape``'s fields in order); ``backend``, ``precision`` and
+``deterministic`` None mean the environment's, read when the op runs, so a traced graph keeps
+them as constants and picks the backend at run time.
 
 Dtype policy: ``x`` is fp32 (coordinates) or bf16 (cached features); targets, gradients of the
 output, parameters and optimizer state are fp32 (the step counter fp64); every output is fp32
@@ -22,6 +23,7 @@ Ops (autograd in autograd.py, vmap rules in vmap.py):
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Sequence
 
@@ -32,7 +34,7 @@ from ..backends.base import INPUT_DTYPES, check_params, check_tensor, dtype_name
 from ..backends.engine import Engine, OptimState
 from ..block import BlockShape
 from ..errors import InputError
-from .engines import engine_for
+from .engines import clean_mode, engine_for
 
 __all__ = [
     "adam_step", "block_bwd", "block_fwd", "block_fwd_features", "block_shape", "dims",
@@ -78,9 +80,9 @@ def block_fwd(
     """The block output ``[N, C]`` fp32 of ``x [N, D]`` at ``params [P]``."""
     s = check_block(x, params, shape)
     out = torch.empty(x.shape[0], s.out_dim, device=x.device)
-    engine = engine_for("block_fwd", s, x, backend=backend, precision=precision,
-                        deterministic=deterministic)  # fmt: skip
-    engine.forward(x, params, out)
+    with engine_for("block_fwd", s, x, backend=backend, precision=precision,
+                    deterministic=deterministic) as engine:  # fmt: skip
+        engine.forward(x, params, out)
     return out
 
 
@@ -111,9 +113,9 @@ def block_fwd_features(
     _features_dtype(features_dtype)
     out = torch.empty(x.shape[0], s.out_dim, device=x.device)
     features = torch.empty(x.shape[0], s.width, dtype=features_dtype, device=x.device)
-    engine = engine_for("block_fwd_features", s, x, backend=backend, precision=precision,
-                        deterministic=deterministic)  # fmt: skip
-    engine.forward(x, params, out, features)
+    with engine_for("block_fwd_features", s, x, backend=backend, precision=precision,
+                    deterministic=deterministic) as engine:  # fmt: skip
+        engine.forward(x, params, out, features)
     return out, features
 
 
@@ -146,9 +148,9 @@ def block_bwd(
     _rows("grad_out", grad_out, x, s.out_dim)
     grad = torch.empty_like(params)
     grad_x = torch.empty(x.shape, device=x.device) if input_grad else None
-    engine = engine_for("block_bwd", s, x, backend=backend, precision=precision,
-                        deterministic=deterministic)  # fmt: skip
-    engine.backward(x, params, grad_out, grad, grad_x)
+    with engine_for("block_bwd", s, x, backend=backend, precision=precision,
+                    deterministic=deterministic) as engine:  # fmt: skip
+        engine.backward(x, params, grad_out, grad, grad_x)
     return [grad] if grad_x is None else [grad, grad_x]
 
 
@@ -175,10 +177,10 @@ def grade_step(
     s = check_block(x, params, shape)
     _rows("y", y, x, s.out_dim)
     grad = torch.empty_like(params)
-    engine = engine_for("grade_step", s, x, backend=backend, precision=precision,
-                        deterministic=deterministic)  # fmt: skip
-    # The engine owns its loss tensor (the next step overwrites it): the op returns a copy.
-    return engine.step(x, y, params, grad).clone(), grad
+    with engine_for("grade_step", s, x, backend=backend, precision=precision,
+                    deterministic=deterministic) as engine:  # fmt: skip
+        # The engine owns its loss tensor (the next step overwrites it): the op returns a copy.
+        return engine.step(x, y, params, grad).clone(), grad
 
 
 @grade_step.register_fake
@@ -189,8 +191,10 @@ def _(x, y, params, shape, backend=None, precision=None, deterministic=None):
 
 
 # One optimizer state per engine and hyperparameters, its tensors swapped for the caller's on
-# every call: the state's constants and scratch are made once, not per step.
+# every call: the state's constants and scratch are made once, not per step. A state is used
+# only by the call holding its engine; the lock guards the dictionary.
 _states: weakref.WeakKeyDictionary[Engine, dict[tuple, OptimState]] = weakref.WeakKeyDictionary()
+_states_lock = threading.Lock()
 
 
 def _check_update(params: Tensor, grad: Tensor, shape: Sequence[int]) -> BlockShape:
@@ -201,19 +205,24 @@ def _check_update(params: Tensor, grad: Tensor, shape: Sequence[int]) -> BlockSh
     return s
 
 
-def _optimizer_engine(op: str, params: Tensor, grad: Tensor, shape, backend) -> Engine:
-    """The engine whose update serves ``op`` (bound for one row: updates read no inputs)."""
+def _optimizer_engine(op: str, params: Tensor, grad: Tensor, shape, backend):
+    """``with``: the engine whose update serves ``op`` (bound for one row: updates read no
+    inputs)."""
     return engine_for(op, _check_update(params, grad, shape), params, rows=1, backend=backend)
 
 
 def _state(engine: Engine, kind: str, lr: float, numel: int, **hyper: float) -> OptimState:
-    """The kept state of ``kind`` for this engine and ``hyper``, at learning rate ``lr``."""
-    states = _states.setdefault(engine, {})
+    """The kept state of ``kind`` for this engine and ``hyper``, at learning rate ``lr`` (made
+    in the clean mode: its scalars are updated in place by every later call)."""
     key = (kind, numel, *sorted(hyper.items()))
-    if key not in states:
-        states[key] = engine.optimizer_state(kind, lr, numel, **hyper)
-    states[key].lr = lr
-    return states[key]
+    with _states_lock:
+        state = _states.setdefault(engine, {}).get(key)
+    if state is None:
+        state = clean_mode(lambda: engine.optimizer_state(kind, lr, numel, **hyper), engine.device)
+        with _states_lock:
+            _states[engine][key] = state
+    state.lr = lr
+    return state
 
 
 def _check_state(name: str, t: Tensor, params: Tensor, shape: tuple, dtype: torch.dtype) -> None:
@@ -251,11 +260,11 @@ def adam_step(
     """One bias-corrected Adam step in place (as jax.example_libraries.optimizers.adam):
     ``step`` (0-dim fp64, steps done so far) += 1, then the moments ``exp_avg``/``exp_avg_sq``
     ``[P]`` fp32 and ``params [P]`` fp32 are updated from ``grad [P]``."""
-    engine = _optimizer_engine("adam_step", params, grad, shape, backend)
-    _check_adam(params, grad, exp_avg, exp_avg_sq, step)
-    state = _state(engine, "adam", lr, params.numel(), beta1=beta1, beta2=beta2, eps=eps)
-    state.exp_avg, state.exp_avg_sq, state.step = exp_avg, exp_avg_sq, step
-    engine.update(params, grad, state)
+    with _optimizer_engine("adam_step", params, grad, shape, backend) as engine:
+        _check_adam(params, grad, exp_avg, exp_avg_sq, step)
+        state = _state(engine, "adam", lr, params.numel(), beta1=beta1, beta2=beta2, eps=eps)
+        state.exp_avg, state.exp_avg_sq, state.step = exp_avg, exp_avg_sq, step
+        engine.update(params, grad, state)
 
 
 @adam_step.register_fake
@@ -270,8 +279,8 @@ def gd_step(
     params: Tensor, grad: Tensor, shape: list[int], lr: float, backend: str | None = None
 ) -> None:
     """Plain gradient descent in place: ``params -= lr * grad`` (both ``[P]`` fp32)."""
-    engine = _optimizer_engine("gd_step", params, grad, shape, backend)
-    engine.update(params, grad, _state(engine, "gd", lr, params.numel()))
+    with _optimizer_engine("gd_step", params, grad, shape, backend) as engine:
+        engine.update(params, grad, _state(engine, "gd", lr, params.numel()))
 
 
 @gd_step.register_fake

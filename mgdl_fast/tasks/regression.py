@@ -1,7 +1,8 @@
 """Image regression (PROTOCOL 1.1 and 2): fit pixel values from pixel coordinates.
 
 Train = even rows and even columns, validation = odd rows and odd columns, test = every pixel.
-Loss 0.5 * mean((pred - y)^2); PSNR = -10 log10(2 * loss) for peak 1. The objective fits the
+Loss 0.5 * mean((pred - y)^2); PSNR = -10 log10(2 * loss / peak^2), peak 1 for images in
+[0, 1] (the objective's ``peak``: a physical field's data range). The objective fits the
 residual of the frozen grades; ``DEFAULTS`` and ``EPOCHS`` are the papers' settings.
 
 Sharded over the ranks of a ``train.distributed.World``, a task holds only its contiguous rows of
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..grid import coordinate_grid
 from ..train.distributed import SINGLE, PackedSum, World, current, gather_rows
 from .base import Split
@@ -68,9 +70,27 @@ def _chunked(t: torch.Tensor, reduce) -> torch.Tensor:
     return torch.stack(parts).sum(dim=0)
 
 
-def psnr_from_loss(loss: float) -> float:
-    """PSNR in dB for peak 1 from a 0.5 * MSE loss."""
-    return -10.0 * math.log10(2.0 * loss) if loss > 0 else math.inf
+def psnr_from_loss(loss: float, peak: float = 1.0) -> float:
+    """PSNR in dB, ``10 log10(peak^2 / MSE)``, from a 0.5 * MSE loss (``peak``: the data
+    range, 1 for images in [0, 1])."""
+    return -10.0 * math.log10(2.0 * loss / peak**2) if loss > 0 else math.inf
+
+
+def field_pixels(array) -> tuple[np.ndarray, float]:
+    """``(pixels [H, W, C] float64, max - min)`` of a field ``[H, W]`` or ``[H, W, C]`` of
+    finite real values in any range (a temperature in kelvin); InputError otherwise."""
+    pixels = np.asarray(array)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.ndim != 3 or min(pixels.shape[:2]) < 2 or not pixels.shape[2]:
+        raise InputError(f"a field must be [H, W] or [H, W, C] with H, W >= 2, got {array.shape}")
+    if not (np.issubdtype(pixels.dtype, np.floating) or np.issubdtype(pixels.dtype, np.integer)):
+        raise InputError(f"a field must hold real numbers, got {pixels.dtype}")
+    pixels = pixels.astype(np.float64)
+    if not np.isfinite(pixels).all():
+        raise InputError("the field has NaN or infinite values")
+    span = float(pixels.max() - pixels.min())
+    return pixels, span if span > 0 else 1.0
 
 
 class RegressionTask:
@@ -125,10 +145,15 @@ class RegressionObjective:
     ops = ("step", "forward")
     capturable = True
 
-    def __init__(self, task):
+    def __init__(self, task, peak: float = 1.0):
         if "train" not in task.splits:
             raise ValueError("a regression task needs a 'train' split")
-        self.task = task
+        if not (isinstance(peak, (int, float)) and 0 < peak < math.inf):
+            raise InputError(
+                f"the PSNR peak (data range) must be a finite number > 0, got {peak!r}"
+            )
+        # The PSNR peak: 1 for images in [0, 1], the data range of a physical field.
+        self.task, self.peak = task, float(peak)
         self.splits = tuple(s for s in SPLITS if s in task.splits)
         self.residual = {name: task.splits[name].y.clone() for name in self.splits}
         # A sharded task's residuals are this rank's rows; means divide by every rank's rows.
@@ -219,7 +244,7 @@ class RegressionObjective:
     def postfix(self, log) -> dict[str, str]:
         shown = {"loss": f"{log.last('train_loss'):.3e}"}
         if "val" in self.splits:
-            shown["val_psnr"] = f"{psnr_from_loss(log.last('val_loss')):.2f}"
+            shown["val_psnr"] = f"{psnr_from_loss(log.last('val_loss'), self.peak):.2f}"
         return shown
 
     def grade_scale(self) -> float:
@@ -232,13 +257,15 @@ class RegressionObjective:
             sums = self.world.all_reduce_(_chunked(residual, lambda r: r.double().sum(dim=0)))
             mean = sums / self.rows["train"]
             squares = self.world.all_reduce_(_chunked(residual, lambda r: _squares(r, mean)))
-            return psnr_from_loss(0.5 * squares.item() / self._numel("train"))
+            return psnr_from_loss(0.5 * squares.item() / self._numel("train"), self.peak)
         if residual.shape[0] <= SQUARES_CHUNK:
             wide = residual.double()
-            return psnr_from_loss(0.5 * torch.mean((wide - wide.mean(dim=0)) ** 2).item())
+            return psnr_from_loss(
+                0.5 * torch.mean((wide - wide.mean(dim=0)) ** 2).item(), self.peak
+            )
         mean = _chunked(residual, lambda r: r.double().sum(dim=0)) / residual.shape[0]
         squares = _chunked(residual, lambda r: _squares(r, mean))
-        return psnr_from_loss(0.5 * squares.item() / residual.numel())
+        return psnr_from_loss(0.5 * squares.item() / residual.numel(), self.peak)
 
     def absorb(self, outputs: dict[str, torch.Tensor]) -> None:
         """Subtract a frozen grade's outputs ``[N, C]`` from every split's residual."""
@@ -257,7 +284,7 @@ class RegressionObjective:
             else:
                 loss = 0.5 * _chunked(residual, _squares).item() / residual.numel()
             metrics[f"{name}_loss"] = loss
-            metrics[f"{name}_psnr"] = psnr_from_loss(loss)
+            metrics[f"{name}_psnr"] = psnr_from_loss(loss, self.peak)
         return metrics
 
     def reconstruction(self) -> np.ndarray:

@@ -70,8 +70,9 @@ class MultiGradeModel:
         return self.encoding(x) if self.encoding is not None else x
 
     def to_module(self, **kwargs) -> MultiGrade:
-        """The grades as a ``mgdl_fast.nn.MultiGrade`` module (copies, frozen); keyword
-        arguments (backend, precision, deterministic) go to every grade."""
+        """The grades as a ``mgdl_fast.nn.MultiGrade`` module (copies, frozen), the input
+        encoding as its ``InputEncoding``; keyword arguments (backend, precision,
+        deterministic) go to every grade."""
         from ..nn import MultiGrade
 
         return MultiGrade.from_model(self, **kwargs)

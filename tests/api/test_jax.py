@@ -1,6 +1,7 @@
 """``mgdl_fast.jax``: zero-copy DLPack both ways, the block forward as a ``jax.custom_vjp``
-function (eager, jit, grad, vmap) against a plain-JAX block, and a grade fitted from JAX
-arrays. Needs JAX (the ``test`` extra installs its CPU build)."""
+function (eager, jit, grad, vmap) against a plain-JAX block, the engine computing in XLA's own
+buffers under jit, and a grade fitted from JAX arrays. Needs JAX (the ``test`` extra installs
+its CPU build)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,45 @@ def test_a_grade_fits_from_jax_arrays_exactly_as_the_engine_does(inputs):
         engine.step(x_t, y_t, params.flat, grad)
         engine.update(params.flat, grad, state)
     assert torch.equal(mj.to_torch(flat), params.flat)
+
+
+@pytest.fixture
+def engine_pointers(monkeypatch):
+    """The data pointers every torch engine's forward and backward got, as (op, name, ptr)."""
+    from mgdl_fast.backends.torch import TorchEngine
+
+    seen: list[tuple[str, str, int]] = []
+    forward, backward = TorchEngine.forward, TorchEngine.backward
+
+    def spy_forward(self, x, params, out, features_out=None):
+        seen.extend([("forward", "x", x.data_ptr()), ("forward", "out", out.data_ptr())])
+        forward(self, x, params, out, features_out)
+
+    def spy_backward(self, x, params, grad_out, grad, grad_x=None):
+        seen.extend(
+            [("backward", "grad", grad.data_ptr()), ("backward", "grad_x", grad_x.data_ptr())]
+        )
+        backward(self, x, params, grad_out, grad, grad_x)
+
+    monkeypatch.setattr(TorchEngine, "forward", spy_forward)
+    monkeypatch.setattr(TorchEngine, "backward", spy_backward)
+    return seen
+
+
+def test_under_jit_the_engine_computes_in_xlas_own_buffers(inputs, engine_pointers):
+    flat, x = inputs
+    out = jax.jit(lambda x, flat: mj.block_forward(x, flat, SHAPE, "torch"))(x, flat)
+    # The input XLA handed the jitted function, and the output it returned: no host copy.
+    assert engine_pointers == [
+        ("forward", "x", x.unsafe_buffer_pointer()),
+        ("forward", "out", out.unsafe_buffer_pointer()),
+    ]
+    assert jnp.allclose(out, jax_block(x, flat), rtol=1e-5, atol=1e-6)
+    engine_pointers.clear()
+
+    def loss(flat, x):
+        return jnp.sum(mj.block_forward(x, flat, SHAPE, "torch"))
+
+    grad_flat, grad_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(flat, x)
+    assert ("backward", "grad", grad_flat.unsafe_buffer_pointer()) in engine_pointers
+    assert ("backward", "grad_x", grad_x.unsafe_buffer_pointer()) in engine_pointers

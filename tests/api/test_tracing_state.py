@@ -87,17 +87,22 @@ def test_functionalized_calls_run_on_real_engines(warm):
 def test_an_engine_for_a_tracing_tensor_is_refused(warm):
     params, x = warm
     before = ops.cached_engines()
+
+    def lend(x):
+        with engine_for("block_fwd", SHAPE, x, backend="torch"):
+            return x
+
     with FakeTensorMode() as mode:
         fake = mode.from_tensor(x)
         with pytest.raises(TracingError, match="FakeTensor"):
-            engine_for("block_fwd", SHAPE, fake, backend="torch")
+            lend(fake)
         # A real tensor, but any buffer bound now would be fake.
         with pytest.raises(TracingError, match="active fake"):
-            engine_for("block_fwd", SHAPE, x, backend="torch")
+            lend(x)
     with pytest.raises(TracingError, match="meta"):
-        engine_for("block_fwd", SHAPE, x.to("meta"), backend="torch")
+        lend(x.to("meta"))
     with pytest.raises(TracingError, match="functional"):
-        torch.func.functionalize(lambda x: engine_for("block_fwd", SHAPE, x, backend="torch"))(x)
+        torch.func.functionalize(lend)(x)
     with pytest.raises(TracingError, match="torch.func"):
-        torch.func.vmap(lambda x: engine_for("block_fwd", SHAPE, x, backend="torch"))(x[None])
+        torch.func.vmap(lend)(x[None])
     assert ops.cached_engines() == before
