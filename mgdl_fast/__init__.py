@@ -12,6 +12,7 @@ from .backends.base import DTYPE_POLICY, Options
 from .backends.engine import Engine
 from .block import BlockParams, BlockShape
 from .errors import BackendUnavailableError, DivergenceError, InputError, MGDLError
+from .experiments.construct import construct
 from .io.checkpoint import load_checkpoint, save_checkpoint
 from .io.images import Image, default_image, from_array, load_image
 from .nn import Grade, MultiGrade
@@ -48,6 +49,7 @@ __all__ = [
     "__version__",
     "adam_step",
     "bind",
+    "construct",
     "block_backward",
     "block_forward",
     "default_image",
