@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from ..experiments.construct import plots, study
+from ..experiments.construct import plots, report, study
 from ..io.environment import environment
 
 STUDIES = ("construct", "trained", "ablations")
@@ -61,5 +61,6 @@ def run_study(args) -> int:
               "environment": environment(torch.device("cpu")), "results": results}  # fmt: skip
     (out / f"{args.study}.json").write_text(json.dumps(record, indent=1))
     _figures(args.study, results, out)
+    print(report.study_tables(args.study, results))
     print(f"{args.study}: {wall:.0f} s; outputs in {out}")
     return 0
