@@ -14,6 +14,7 @@ from .backends.base import DTYPE_POLICY, Options
 from .backends.engine import Engine
 from .block import BlockParams, BlockShape
 from .errors import BackendUnavailableError, DivergenceError, InputError, MGDLError
+from .experiments.construct import construct
 from .grid import coordinate_grid, grid_rows
 from .io.checkpoint import load_checkpoint, save_checkpoint
 from .io.images import Image, default_image, from_array, load_image
@@ -52,6 +53,7 @@ __all__ = [
     "__version__",
     "adam_step",
     "bind",
+    "construct",
     "block_backward",
     "block_forward",
     "coordinate_grid",

@@ -1,6 +1,7 @@
 """``mgdl-fast approx --setting 1|2|2d``: MGDL vs SGDL vs MSDL function approximation, with the
 grade-wise error table (printed and in ``approx.json``) and the figures ``approx.png`` and
-``curves_<model>.png``."""
+``curves_<model>.png``; ``mgdl-fast approx --study construct|trained|ablations``: paper 2's
+studies (approx_study.py)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,18 @@ from ..io.curves import plot_curves
 from ..io.environment import environment
 from ..train.config import OPTIMIZERS, TrainConfig
 from ..train.history import GradeRecord
+from .approx_study import STUDIES, run_study
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("approx", help="function approximation: MGDL vs SGDL vs MSDL")
-    p.add_argument("--setting", choices=sorted(SETTINGS), required=True, help="1, 2 or 2d")
+    p.add_argument("--setting", choices=sorted(SETTINGS), help="1, 2 or 2d (paper 1's study)")
+    p.add_argument(
+        "--study",
+        choices=STUDIES,
+        help="paper 2: construct (the constructive scheme), trained (MGDL vs end to end, seeds "
+        "0-2) or ablations (no freezing, width, layers per grade); docs/APPROXIMATION.md",
+    )
     p.add_argument(
         "--models", default=",".join(MODELS), help="comma-separated subset of mgdl,sgdl,msdl"
     )
@@ -56,7 +64,12 @@ def add_parser(sub) -> None:
         default=1,
         help="CPU threads (default 1: these tensors are small, and thread hand-offs cost more)",
     )
-    p.add_argument("--out", help="output directory (default: runs/approx_<setting>)")
+    p.add_argument(
+        "--out", help="output directory (default: runs/approx_<setting> or runs/approx2_<study>)"
+    )
+    p.add_argument(
+        "--seeds", default="0,1,2", help="--study trained/ablations: comma-separated seeds"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -107,6 +120,10 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args) -> int:
+    if (args.setting is None) == (args.study is None):
+        raise InputError("approx takes one of --setting (paper 1) or --study (paper 2)")
+    if args.study is not None:
+        return run_study(args)
     setting = SETTINGS[args.setting]
     models = _models(args.models)
     if args.threads < 1:

@@ -1,0 +1,60 @@
+"""Paper 2's trained study (tiny sizes): the three kinds of run, their grade-wise errors and
+curves, the summaries over seeds, and ``mgdl-fast approx --study``'s argument checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mgdl_fast.cli import main
+from mgdl_fast.experiments.construct.targets import TRAINED, function_task
+from mgdl_fast.experiments.construct.trained import Setup, run, strictly_decreasing, summarize
+
+TINY = Setup(grades=2, width=8, layers=1, epochs=40, lr=3e-3, record_every=10)
+
+
+@pytest.fixture(scope="module")
+def task():
+    torch.set_num_threads(1)
+    return function_task(TRAINED["sin32"], 6, 128)
+
+
+def test_targets_sample_their_functions():
+    task = function_task(TRAINED["osc2d"], 3, 16)
+    train = task.splits["train"]
+    assert train.x.shape == (64, 2) and task.splits["test"].x.shape == (256, 2)
+    x = train.x.double()
+    assert torch.allclose(train.y[:, 0].double(), TRAINED["osc2d"].f(x), atol=1e-6)
+
+
+def test_runs_report_every_grade_and_their_curves(task):
+    runs = {kind: run(task, TINY, kind, seed=0) for kind in ("mgdl", "sgdl", "joint")}
+    assert [len(runs[k]["grades"]) for k in ("mgdl", "sgdl", "joint")] == [2, 1, 2]
+    for kind in ("mgdl", "sgdl", "joint"):
+        assert runs[kind]["curve"]["epoch"] == list(range(0, 80, 10))
+        assert runs[kind]["onsets"] == ([0] if kind == "sgdl" else [0, 40])
+    for row in runs["mgdl"]["grades"]:
+        assert 0 < row["train_L2"] <= row["train_Linf"] and 0 < row["test_L2"] <= row["test_Linf"]
+    # Before grade 2 is added, no-freezing MGDL is MGDL: the same init and Adam steps.
+    mgdl, joint = runs["mgdl"]["grades"][0], runs["joint"]["grades"][0]
+    assert joint["train_L2"] == pytest.approx(mgdl["train_L2"], rel=1e-3)
+
+
+def test_summaries_over_seeds():
+    runs = [{"grades": [{"grade": 1, "train_L2": v}, {"grade": 2, "train_L2": v / 2}]}
+            for v in (1.0, 3.0)]  # fmt: skip
+    summary = summarize(runs)
+    assert summary[0]["train_L2"] == {"mean": 2.0, "std": 1.0}
+    assert strictly_decreasing(summary) is None
+    runs[0]["grades"][1]["train_L2"] = 5.0
+    assert strictly_decreasing(summarize(runs)) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["approx"], ["approx", "--setting", "1", "--study", "construct"],
+     ["approx", "--study", "trained", "--seeds", "a,b"]],
+)  # fmt: skip
+def test_study_argument_errors(argv, capsys):
+    assert main(argv) == 2
+    assert "mgdl-fast: error:" in capsys.readouterr().err
