@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU machine's Python stack on this CPU: Python 3.12, torch 2.11.0 (its CUDA 13.0 build,
 # which imports and runs on a CPU), triton 3.6.0 and numpy 2.5 in .venv-torch211, then the ops
-# tests, the self-check tests and the GPU suite's dry run (its smoke, benchmark, test, fit and
-# compile stages) on it: nothing may rely on an API newer than the GPU machine has. CI runs it
+# and API tests, the self-check tests and the GPU suite's dry run (its smoke, benchmark, test,
+# fit and compile stages) on it: nothing may rely on an API newer than the GPU machine has. CI runs it
 # after the main tests. The first run installs the environment (about 4.7 GB; 2.5 min on this
 # project's CPU machine); with less than 10 GB free it says so in one line and skips. The build
 # stage is left out: _C links no torch, and CI builds it in the main environment.
@@ -42,6 +42,7 @@ fi
 print('check_torch211: python', platform.python_version(), 'torch', torch.__version__,
       'triton', triton.__version__, 'numpy', numpy.__version__)
 assert torch.__version__.startswith('2.11.0'), torch.__version__"
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/ops tests/backends/test_selfcheck.py
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/ops tests/api \
+  tests/backends/test_selfcheck.py
 MGDL_FAST_SUITE_STAGES=smoke,bench,tests,denoise,stream,compile PYTHON="$VENV/bin/python" \
   bench/gpu_suite.sh --dry-run

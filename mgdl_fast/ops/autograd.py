@@ -145,8 +145,10 @@ def _refuse_transforms(op) -> None:
             )
         return autograd_kernel(keyset, *args, **kwargs)
 
+    # allow_override: the default is True from torch 2.13, False before (the GPU machine's
+    # torch 2.11 refuses to replace register_autograd's kernel without it).
     op._lib.impl(op._opoverload._schema.name.split("::")[1], kernel, "Autograd",
-                 with_keyset=True)  # fmt: skip
+                 with_keyset=True, allow_override=True)  # fmt: skip
 
 
 library.block_fwd.register_autograd(_fwd_backward, setup_context=_setup_fwd)
