@@ -23,7 +23,7 @@ from ..block import BlockShape
 from ..errors import InputError
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .engine import Engine, EngineMemory
 
 # "auto" lets each backend take its own default (see Backend.default_precision); "fp32" means
 # fp32 products (Triton's ieee), "tf32" TF32 tensor-core products, "bf16" bf16 operands. Every
@@ -159,6 +159,13 @@ class Backend(ABC):
         """(rows per tile, programs of a launch that fills ``device``) of the training kernel
         for this request, without binding: the self-check sizes its row counts from them."""
         return 16, 1
+
+    @abstractmethod
+    def memory(
+        self, shape: BlockShape, device: torch.device, input_dtype: torch.dtype, options: Options
+    ) -> EngineMemory:
+        """What an engine bound for this request allocates (``auto`` precision: the most any
+        choice would), found without binding, allocating or launching anything."""
 
     def source_files(self) -> list[Path]:
         """The files whose contents decide what this backend computes (a stored self-check

@@ -45,9 +45,42 @@ def buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> 
     counters.buffers += 1
     t = torch.empty(shape, dtype=dtype, device=device)
     counters.buffer_bytes += t.numel() * t.element_size()
-    if _poison_buffers and dtype.is_floating_point:
+    if _poison_buffers and dtype.is_floating_point and t.device.type != "meta":
         t.fill_(float("nan"))
     return t
+
+
+@dataclass(frozen=True)
+class EngineMemory:
+    """The bytes an engine of one bound plan allocates for ``rows`` rows per call:
+    ``fixed + per_row * rows`` (what the memory planner reads, without binding)."""
+
+    fixed: int
+    per_row: int
+
+    def bytes(self, rows: int) -> int:
+        return self.fixed + self.per_row * rows
+
+
+# Row counts the buffers are laid out for when measured: past every per-row limit (a launch's
+# programs saturate at the SM count), where the buffers grow linearly in the rows.
+_MEASURE_ROWS = (1 << 20, 1 << 21)
+
+
+def measure_buffers(allocate) -> EngineMemory:
+    """The buffers ``allocate(rows, device)`` makes through ``buffer`` for the meta device:
+    shapes and dtypes only, nothing allocated; the counters are left as they were."""
+    saved = (counters.buffers, counters.buffer_bytes)
+    sizes = []
+    try:
+        for rows in _MEASURE_ROWS:
+            before = counters.buffer_bytes
+            allocate(rows, torch.device("meta"))
+            sizes.append(counters.buffer_bytes - before)
+    finally:
+        counters.buffers, counters.buffer_bytes = saved
+    per_row = (sizes[1] - sizes[0]) // (_MEASURE_ROWS[1] - _MEASURE_ROWS[0])
+    return EngineMemory(sizes[0] - per_row * _MEASURE_ROWS[0], per_row)
 
 
 def count_plan() -> None:

@@ -19,8 +19,9 @@ bytes ``b`` (4 fp32, 2 bf16), the regression splits are train (N/4), val (N/4) a
   grade 1 the inputs are its encoded coordinates ``[N, 2m]`` fp32, held in memory unless
   streaming), or grade 1's encoded inputs of every split while it trains, if more; features
   on disk count only as their staged chunks;
-- ``engine``: the bound backend's buffers for a full-batch step on the train split (a chunk
-  when streaming), measured by binding the grade's shape at two small sizes;
+- ``engine``: the backend's buffers for a full-batch step on the train split (a chunk when
+  streaming), as the backend declares them for the grade's plan (``Backend.memory``; under
+  auto the largest of the backends auto may pick): nothing is bound, allocated or launched;
 - ``freeze``: the frozen grade's outputs ``[rows, C]`` fp32 before the objective absorbs them;
 - ``optimizer``: parameters, gradient, Adam moments and a chunk gradient, fp32;
 - ``outputs``: what a grade's end writes: the reconstruction ``[H, W, C]`` fp32 and its 8-bit
@@ -37,9 +38,8 @@ from dataclasses import dataclass, field, replace
 import psutil
 import torch
 
-from ..backends import bind
+from ..backends import AUTO_ORDER, get_backend, reasons, requested_backend
 from ..backends.base import Options
-from ..backends.engine import counters
 from ..block import BlockShape
 
 # What ``--max-memory`` leaves for the system and the page cache by default.
@@ -52,8 +52,6 @@ TV_ARRAYS = 16
 # Bytes per chunk row and encoded input (2m of them) of encoding a chunk: the angles (m fp32),
 # and the chunk buffer (2m fp32) when streaming.
 ENCODE_ANGLE_BYTES, ENCODE_CHUNK_BYTES = 2, 4
-# Rows of the two probe binds that measure an engine's bytes per row.
-PROBE_ROWS = (64, 128)
 
 
 @dataclass(frozen=True)
@@ -150,18 +148,21 @@ def default_limit(device: torch.device) -> int:
 
 
 def engine_bytes(shape: BlockShape, rows: int, problem: Problem, input_dtype) -> int:
-    """The bytes a bound engine of ``shape`` allocates for ``rows`` rows: its buffers grow
-    linearly in the rows, so two small probe binds give the slope and the intercept (after
-    a first bind, which may run the backend's one-time self-check)."""
+    """The bytes an engine of ``shape`` would allocate for ``rows`` rows, from what the
+    backend declares (under auto: the most of any backend auto may pick for the device)."""
+    options = Options(problem.precision)
+    name = requested_backend(problem.backend)
+    names = AUTO_ORDER if name == "auto" else (name,)
     sizes = []
-    for probe in (PROBE_ROWS[0], *PROBE_ROWS):
-        before = counters.buffer_bytes
-        bind(shape, device=problem.device, rows=probe, input_dtype=input_dtype,
-             options=Options(problem.precision), backend=problem.backend)  # fmt: skip
-        sizes.append(counters.buffer_bytes - before)
-    sizes = sizes[1:]
-    per_row = (sizes[1] - sizes[0]) / (PROBE_ROWS[1] - PROBE_ROWS[0])
-    return int(sizes[0] + per_row * (rows - PROBE_ROWS[0]))
+    for candidate in names:
+        if reasons(candidate, shape, problem.device, input_dtype, options):
+            continue
+        backend = get_backend(candidate)
+        assert backend is not None
+        if name == "auto" and problem.device.type not in backend.capabilities.auto_device_types:
+            continue
+        sizes.append(backend.memory(shape, problem.device, input_dtype, options).bytes(rows))
+    return max(sizes, default=0)
 
 
 def estimate(problem: Problem, baseline: int) -> Estimate:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..base import Backend, Capabilities
+from ..engine import EngineMemory
 from .engine import CudaEngine
 
 __all__ = ["CudaBackend"]
@@ -104,6 +105,13 @@ class CudaBackend(Backend):
         dims = {"d": shape.in_dim, "w": shape.width, "l": shape.hidden_layers, "c": shape.out_dim}
         plan = extension().Plan(device=index, rows=1, train=True, **dims)
         return plan.tile_rows, plan.blocks
+
+    def memory(self, shape, device, input_dtype, options) -> EngineMemory:
+        # The workspace: one partial row per resident block, whatever the row count; the loss.
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        dims = {"d": shape.in_dim, "w": shape.width, "l": shape.hidden_layers, "c": shape.out_dim}
+        plan = extension().Plan(device=index, rows=1, train=True, **dims)
+        return EngineMemory(4 * plan.workspace_floats + 4, 0)
 
     def source_files(self) -> list[Path]:
         ext = extension()

@@ -17,7 +17,7 @@ import torch
 
 from ...block import BlockShape
 from ..base import Backend, Capabilities, Options
-from ..engine import Engine, buffer
+from ..engine import Engine, EngineMemory, buffer, measure_buffers
 from . import bf16
 from ._layers import Buffers
 from .block_bwd import block_bwd
@@ -71,6 +71,19 @@ class TorchBackend(Backend):
             return "fp32", check
         return "bf16", check
 
+    def memory(self, shape, device, input_dtype, options) -> EngineMemory:
+        precisions = [options.precision]
+        if options.precision == "auto":
+            reason = (
+                bf16.cpu_bf16_reason() if device.type == "cpu" else bf16.cuda_bf16_reason(device)
+            )
+            precisions = ["fp32"] if reason is not None else ["fp32", "bf16"]
+        found = [
+            measure_buffers(lambda rows, meta, p=p: make_buffers(shape, input_dtype, p, rows, meta))
+            for p in precisions
+        ]
+        return EngineMemory(max(m.fixed for m in found), max(m.per_row for m in found))
+
     def bind(self, shape, device, input_dtype, rows, options) -> Engine:
         decision = None
         if options.precision == "auto":
@@ -83,6 +96,23 @@ class TorchBackend(Backend):
 
     def _bind(self, shape, device, input_dtype, rows, options) -> TorchEngine:
         return TorchEngine(shape, device, input_dtype, rows, options)
+
+
+def make_buffers(
+    shape, input_dtype, precision: str, rows: int, device
+) -> Buffers | bf16.Bf16Buffers:
+    """Every buffer of an engine computing in ``precision`` for up to ``rows`` rows."""
+    if precision == "bf16":
+        return bf16.Bf16Buffers(shape, rows, device)
+    f32, w, c = torch.float32, shape.width, shape.out_dim
+    return Buffers(
+        x=None if input_dtype == f32 else buffer((rows, shape.in_dim), f32, device),
+        hidden=[buffer((rows, w), f32, device) for _ in range(shape.hidden_layers)],
+        grads=[buffer((rows, w), f32, device) for _ in range(2)],
+        out=buffer((rows, c), f32, device),
+        squares=buffer((rows, c), f32, device),
+        loss=buffer((), f32, device),
+    )
 
 
 class _ViewCache:
@@ -107,18 +137,11 @@ class TorchEngine(Engine):
         )  # fmt: skip
         self._params, self._grads = _ViewCache(shape), _ViewCache(shape)
         self._update_fn = {"adam": adam_update, "gd": gd_update}
-        self._bf16 = bf16.Bf16Buffers(shape, rows, device) if options.precision == "bf16" else None
-        if self._bf16 is not None:
-            return
-        f32, w, c = torch.float32, shape.width, shape.out_dim
-        self._bufs = Buffers(
-            x=None if input_dtype == f32 else buffer((rows, shape.in_dim), f32, device),
-            hidden=[buffer((rows, w), f32, device) for _ in range(shape.hidden_layers)],
-            grads=[buffer((rows, w), f32, device) for _ in range(2)],
-            out=buffer((rows, c), f32, device),
-            squares=buffer((rows, c), f32, device),
-            loss=buffer((), f32, device),
-        )
+        bufs = make_buffers(shape, input_dtype, options.precision, rows, device)
+        self._bf16 = bufs if isinstance(bufs, bf16.Bf16Buffers) else None
+        if self._bf16 is None:
+            assert isinstance(bufs, Buffers)
+            self._bufs = bufs
 
     def prepare(self, n: int) -> None:
         (self._bf16 or self._bufs).count(n * self.shape.out_dim)

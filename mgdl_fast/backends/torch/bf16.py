@@ -72,7 +72,7 @@ class Bf16Buffers:
         self.first16 = buffer((d, w), BF16, device)
         self.out_w16 = buffer((w, c), BF16, device)
         self.bias16 = buffer((1, w), BF16, device)
-        self.ones = torch.ones(1, rows, dtype=BF16, device=device)
+        self.ones = buffer((1, rows), BF16, device).fill_(1.0)
         self.half = torch.full((), 0.5, device=device)
         self._counts: dict[int, torch.Tensor] = {}
 

@@ -29,6 +29,7 @@ from ..base import Backend, Capabilities
 from .source_tree import ensure_kernels
 
 if TYPE_CHECKING:
+    from ..engine import EngineMemory
     from .engine import TritonEngine
 
 __all__ = ["TritonBackend", "interpreting"]
@@ -93,6 +94,21 @@ class TritonBackend(Backend):
         dims = (shape.in_dim, shape.width, shape.hidden_layers, dot)
         cfg = _config.tile_config(*dims, training=True, override=os.environ.get(TILE_ENV))
         return cfg.block_m, _config.num_programs(1 << 30, target.sm_count)
+
+    def memory(self, shape, device, input_dtype, options) -> EngineMemory:
+        from ...kernels import _config
+        from ..engine import measure_buffers
+        from . import plans
+        from .engine import TILE_ENV, allocate
+
+        target = plans.target_for(device, interpreting())
+        dot = plans.dot_for(self.resolve_options(options, input_dtype).precision, target)
+        dims = (shape.in_dim, shape.width, shape.hidden_layers, dot)
+        cfg = _config.tile_config(*dims, training=True, override=os.environ.get(TILE_ENV))
+        det = options.deterministic
+        return measure_buffers(
+            lambda rows, meta: allocate(shape, rows, dot, det, cfg, target, meta)
+        )
 
     def source_files(self) -> list[Path]:
         from ... import kernels

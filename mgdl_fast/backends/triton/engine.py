@@ -22,6 +22,29 @@ TILE_ENV = "MGDL_FAST_TRITON_TILE"
 FWD_TILE_ENV = "MGDL_FAST_TRITON_FWD_TILE"
 
 
+def allocate(shape, rows: int, dot: str, det: bool, cfg, target, device) -> tuple:
+    """(partial rows, loss, weight copy, scratch g, scratch h) of an engine for up to ``rows``
+    rows, each None where the plan needs none."""
+    p, w = shape.num_params, shape.width
+    programs = plans.max_programs(rows, cfg, target)
+    stride = _config.partial_stride(p)
+    acc = buffer((programs, stride), torch.float32, device) if det else None
+    loss = buffer((), torch.float32, device)
+    # The W x W weights in product precision (kernels/_block._wblock); streamed weights
+    # always get an aligned copy, as their TMA descriptor needs a 16-byte aligned base.
+    wdtype = {"bf16": torch.bfloat16, "tf32": torch.float32}.get(dot)
+    if wdtype is None and not cfg.resident:
+        wdtype = torch.float32
+    wprod = buffer((p,), wdtype, device) if wdtype is not None else None
+    # Scratch layers leave g_l (and h_l past layer 0) per row for kernels/weight_grad.py.
+    scratch = len(_config.scratch_layers(shape.in_dim, w, shape.hidden_layers, cfg.keep))
+    slots = max(1, shape.hidden_layers - cfg.keep - 1)
+    half = torch.bfloat16 if dot.startswith("bf16") else torch.float32
+    gs = buffer((scratch, rows, w), half, device) if scratch else None
+    hs = buffer((slots, rows, w), half, device) if scratch else None
+    return acc, loss, wprod, gs, hs
+
+
 class TritonEngine(Engine):
     def __init__(self, shape, device, input_dtype, rows, options, *, interpret: bool, target=None):
         super().__init__(
@@ -41,23 +64,9 @@ class TritonEngine(Engine):
             *dims, training=True, override=os.environ.get(TILE_ENV)
         )
         self.det = options.deterministic
-        p, w = shape.num_params, shape.width
-        programs = plans.max_programs(rows, cfg, self.target)
-        stride = _config.partial_stride(p)
-        self._acc = buffer((programs, stride), torch.float32, device) if self.det else None
-        self._loss = buffer((), torch.float32, device)
-        # The W x W weights in product precision (kernels/_block._wblock); streamed weights
-        # always get an aligned copy, as their TMA descriptor needs a 16-byte aligned base.
-        wdtype = {"bf16": torch.bfloat16, "tf32": torch.float32}.get(self.dot)
-        if wdtype is None and not cfg.resident:
-            wdtype = torch.float32
-        self._wprod = buffer((p,), wdtype, device) if wdtype is not None else None
-        # Scratch layers leave g_l (and h_l past layer 0) per row for kernels/weight_grad.py.
-        scratch = len(_config.scratch_layers(shape.in_dim, w, shape.hidden_layers, cfg.keep))
-        slots = max(1, shape.hidden_layers - cfg.keep - 1)
-        half = torch.bfloat16 if self.dot.startswith("bf16") else torch.float32
-        self._gs = buffer((scratch, rows, w), half, device) if scratch else None
-        self._hs = buffer((slots, rows, w), half, device) if scratch else None
+        self._acc, self._loss, self._wprod, self._gs, self._hs = allocate(
+            shape, rows, self.dot, self.det, cfg, self.target, device
+        )
         self._fwd: dict[int, plans.BlockPlan] = {}
         self._train: dict[int, plans.BlockPlan] = {}
         self.prepare(rows)
