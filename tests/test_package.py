@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
+import mgdl_fast
 from mgdl_fast import BlockParams, BlockShape, MultiGradeModel
 
 
@@ -18,6 +21,22 @@ def test_import_loads_no_kernel_backend():
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_module_imports_a_private_torch_module_at_import_time():
+    """Private torch modules (torch._subclasses, torch._functorch, ...) change between
+    releases: mgdl_fast imports them only inside the functions that need them, never at the
+    top of a module (an import there would make ``import mgdl_fast`` depend on them)."""
+    found = []
+    for path in Path(mgdl_fast.__file__).parent.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [f"{path.name}: {n}" for n in names if n.startswith("torch._")]
+    assert not found, found
 
 
 def test_render_is_independent_of_the_chunk_size():

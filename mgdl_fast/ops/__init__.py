@@ -25,7 +25,6 @@ from typing import Protocol
 
 import torch
 from torch import Tensor
-from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
 from ..backends.base import INPUT_DTYPES, check_params, check_tensor
 from ..block import BlockShape
@@ -69,6 +68,8 @@ def _use_ops() -> bool:
         return True
     if not torch._C._are_functorch_transforms_active():
         return False
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
     functionalize = torch._C._functorch.TransformType.Functionalize
     return any(i.key() == functionalize for i in retrieve_all_functorch_interpreters())
 

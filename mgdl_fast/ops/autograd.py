@@ -11,17 +11,19 @@ forward-mode AD the raw ops raise one ``InputError`` naming the functions that s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torch._library.autograd import make_autograd_impl
 from torch.autograd import forward_ad
 
 from ..block import BlockShape
 from ..errors import InputError
 from . import formulas, library
 from .library import block_shape, dims
+
+_log = logging.getLogger("mgdl_fast")
 
 # The engine backward: (x, params, grad_out, shape, input_grad, *config) -> [grad, (grad_x)].
 Backward = Callable[..., "list[Tensor] | tuple[Tensor, ...]"]
@@ -132,8 +134,18 @@ def _refuse_transforms(op) -> None:
     """Give ``op`` (a custom op with its autograd registered) an Autograd kernel that raises
     one clear ``InputError`` under the transforms it cannot serve (otherwise torch says
     "must override the setup_context staticmethod", or returns a zero tangent silently) and
-    runs torch's autograd kernel of the op otherwise."""
-    autograd_kernel = make_autograd_impl(op._opoverload, op)
+    runs torch's autograd kernel of the op otherwise.
+
+    This reaches into torch's custom-op internals (tested on torch 2.11 and 2.13); on a torch
+    where they differ the guard is left out, with a debug line, and the ops behave under those
+    transforms as torch makes them: importing mgdl_fast must not fail for it."""
+    try:
+        from torch._library.autograd import make_autograd_impl
+
+        autograd_kernel = make_autograd_impl(op._opoverload, op)
+    except (ImportError, AttributeError, TypeError) as exc:
+        _log.debug("no torch.func guard on the raw ops on this torch: %s", exc)
+        return
     name = op._opoverload._schema.name
 
     def kernel(keyset, *args, **kwargs):
@@ -147,8 +159,11 @@ def _refuse_transforms(op) -> None:
 
     # allow_override: the default is True from torch 2.13, False before (the GPU machine's
     # torch 2.11 refuses to replace register_autograd's kernel without it).
-    op._lib.impl(op._opoverload._schema.name.split("::")[1], kernel, "Autograd",
-                 with_keyset=True, allow_override=True)  # fmt: skip
+    try:
+        op._lib.impl(op._opoverload._schema.name.split("::")[1], kernel, "Autograd",
+                     with_keyset=True, allow_override=True)  # fmt: skip
+    except (RuntimeError, TypeError) as exc:
+        _log.debug("no torch.func guard on the raw ops on this torch: %s", exc)
 
 
 library.block_fwd.register_autograd(_fwd_backward, setup_context=_setup_fwd)

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensor
 
 from ..backends import bind, requested_backend
 from ..backends.base import Options
@@ -76,6 +75,9 @@ _pool = _Pool()
 
 
 def _tracing_reason(t: torch.Tensor) -> str | None:
+    # Imported here, not at the top: importing mgdl_fast loads no private torch module.
+    from torch._subclasses.fake_tensor import FakeTensor
+
     if isinstance(t, FakeTensor):
         return "a FakeTensor"
     if t.device.type == "meta":
