@@ -43,7 +43,9 @@ GPU_TESTS = {
 }
 PEAK_FLOPS = {"bf16": 800e12, "tf32": 400e12, "fp32": 60e12}
 HBM_BYTES_PER_S = 3.35e12
-MAX_COMPILE_S = 20.0
+# A gate against compile-time blow-ups (minutes), not a timing: the slowest variant, fp32 at
+# width 48, compiles in 19 s on an idle 2-core CI machine and in 67 s beside three other jobs.
+MAX_COMPILE_S = 90.0
 MAX_ISSUED_OVER_NEEDED = 1.05
 KERNEL_NAMES = {
     "_block_fwd_kernel": "block_fwd",
@@ -178,7 +180,7 @@ def _checked(rec: dict) -> str | None:
 
 
 def violations(recs: list[dict]) -> list[str]:
-    """The CI checks: every compile within 20 s and every float min/max NaN-propagating; for
+    """The CI checks: every compile within 90 s and every float min/max NaN-propagating; for
     the width-128 headline kernels no spill, issued/needed <= 1.05, no weight load in the tile
     loop and vector reductions (W = 256 streams its weights: reported, not checked)."""
     why = []

@@ -47,10 +47,11 @@ def compiled():
     return aot.run_workers(every)
 
 
-def test_every_kernel_compiles_for_sm90_within_20_s(compiled):
+def test_every_kernel_compiles_for_sm90_within_the_report_limit(compiled):
     failed = {f"{r['id']}:{r['kernel']}": r["error"][-500:] for r in compiled if "error" in r}
     assert not failed, failed
-    slow = {f"{r['id']}:{r['kernel']}": r["compile_s"] for r in compiled if r["compile_s"] > 20}
+    limit = report.MAX_COMPILE_S
+    slow = {f"{r['id']}:{r['kernel']}": r["compile_s"] for r in compiled if r["compile_s"] > limit}
     assert not slow, slow
     assert {r["kernel"] for r in compiled} >= {*BLOCK_KERNELS, "_weight_grad_kernel",
         "_reduce_partials_kernel", "_adam_kernel"}  # fmt: skip
