@@ -115,7 +115,7 @@ def fit(
     hook: GradeHook | None = None,
     checkpointer: Checkpointer | None = None,
     on_diverge: str = "stop",
-    work_dir: str | Path | None = None,
+    work_dir: str | Path | WorkDir | None = None,
 ) -> FitResult:
     """Train ``model_cfg``'s grades one after another on ``task`` with ``objective``.
 
@@ -148,7 +148,9 @@ def fit(
         encoding = encoding.to(train_cfg.torch_device())
     inputs = grade_inputs(task, objective.splits, encoding, train_cfg)
     result = FitResult(MultiGradeModel(encoding=encoding), list(resume.records) if resume else [])
-    work = WorkDir(work_dir if world.is_main else None)
+    work = work_dir if isinstance(work_dir, WorkDir) else WorkDir(work_dir)
+    if not world.is_main:
+        work = WorkDir(None)
     freeze = Freezer(result, objective, train_cfg, work)
     for params, scale in zip(resume.model.grades, resume.model.scales) if resume else ():
         engine = bind_grade(params.shape, inputs, objective, train_cfg)
