@@ -135,12 +135,27 @@ def atomic_write(
     made: Path | None = None
     try:
         if tmp is None:
-            tmp = made = _unique_temp(path)
+            tmp = _unique_temp(path)
         else:
             tmp.unlink(missing_ok=True)
         made = tmp
         with guarded(path.name):
             write(tmp)
+        commit_temp(tmp, path)
+        made = None
+    except InputError:
+        raise
+    except Exception as exc:  # every writing library raises its own types
+        raise WriteError(f"cannot write {path}: {reason(exc)}") from None
+    finally:
+        if made is not None:
+            made.unlink(missing_ok=True)
+
+
+def commit_temp(tmp: Path, path: Path) -> None:
+    """Make the finished temporary file ``tmp`` the file ``path``: its mode from the umask,
+    fsync, rename (the crash test hook's point), directory fsync."""
+    try:
         fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             os.fchmod(fd, file_mode())
@@ -149,15 +164,9 @@ def atomic_write(
             os.close(fd)
         _crash_point(path.name)
         os.replace(tmp, path)
-        made = None
         fsync_dir(path.parent)
-    except InputError:
-        raise
-    except Exception as exc:  # every writing library raises its own types
+    except OSError as exc:
         raise WriteError(f"cannot write {path}: {reason(exc)}") from None
-    finally:
-        if made is not None:
-            made.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | Path, data: bytes, *, tmp: Path | None = None) -> None:

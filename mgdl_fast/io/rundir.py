@@ -208,6 +208,8 @@ class RunDirectory:
             self.record.remove(name)
         self.record.remove_all("dir")
         self.record.compact()
+        if config.get("train", {}).get("feature_store") == "disk":
+            self._target(FEATURES, "dir")  # a user's own features/ is refused, not used
         self.manifest["config"] = config
         self.commit()
         self.began = True
