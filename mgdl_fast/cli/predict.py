@@ -59,7 +59,7 @@ def run(args) -> int:
         if not args.out:
             raise InputError("--out is empty; name the output file")
         check_output(Path(args.out), args.overwrite)
-    device = resolve_device(cpu_device(args.device))
+    device = resolve_device(cpu_device(args.device) or "auto")
     model, config = load_checkpoint(args.checkpoint, device=device)
     if args.size:
         height, width = args.size

@@ -110,6 +110,12 @@ class Sink:
         self.path, self.shape = path, shape
         self.tmp: Path | None = None
 
+    def write(self, top: int, band: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
     def _fail(self, exc: Exception) -> atomic.WriteError:
         return atomic.WriteError(f"cannot write {self.path}: {atomic.reason(exc)}")
 
