@@ -21,6 +21,7 @@ from ..backends.base import PRECISIONS
 from ..encoding import ENCODINGS
 from ..errors import InputError
 from ..io.environment import environment
+from ..io.manifest import MANIFEST
 from ..io.rankrun import RankRun
 from ..io.rundir import RunDirectory, metrics_record
 from ..tasks import PRESETS, TASKS
@@ -165,6 +166,11 @@ def _prepare(args, loaded, out: Path):
     saved state and config when resuming (the state None: the run saved none yet, and the
     config None: it stopped before its first manifest)."""
     state, saved = loaded if loaded is not None else (None, None)
+    if args.resume and saved is None:
+        raise InputError(
+            f"--resume: {out} stopped before it recorded its configuration (no {MANIFEST}); "
+            "start it again with --overwrite"
+        )
     if saved is not None:
         config, notes = resumed_config(args, saved, len(state.model) if state else 0)
         image = load_run_image(saved["image"], args.image, out)

@@ -104,15 +104,22 @@ def _resolve_stem(path: Path) -> Path:
 
 
 def verify_against_manifest(files: list[Path]) -> None:
-    """When ``files`` sit in a run directory, their checksums must be those of its manifest."""
+    """When ``files`` sit in a run directory, their checksums must be those of its manifest
+    (and a run with a record must list them)."""
     root = files[0].parent
     if not (root / MANIFEST).is_file():
         return
     listed = read_manifest(root)["files"]
+    recorded = (root / RECORD).is_file()  # a run that keeps a record lists every model file
     for path in files:
         if path.is_symlink():
             raise InputError(f"{path} is a symbolic link; a run's files are read directly")
         entry = listed.get(path.name)
+        if entry is None and recorded:
+            raise InputError(
+                f"{path} is not in {root / MANIFEST} yet (the run stopped before committing "
+                "it); resume the run to finish it"
+            )
         if entry is not None and atomic.sha256(path) != entry["sha256"]:
             raise InputError(
                 f"{path} does not match {root / MANIFEST} (a write was interrupted or the file "

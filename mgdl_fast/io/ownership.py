@@ -102,8 +102,13 @@ class RunRecord:
         except OSError as exc:
             raise atomic.WriteError(f"--out {root} is not writable: {exc.strerror}") from None
         record = cls(root, {}, fd)
-        record._append({"format": FORMAT})
-        atomic.fsync_dir(root)
+        try:
+            record._append({"format": FORMAT})
+            atomic.fsync_dir(root)
+        except BaseException:
+            record.close()
+            path.unlink()
+            raise
         return record
 
     @classmethod

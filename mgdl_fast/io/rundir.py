@@ -28,6 +28,7 @@ written before any output, so every directory a run leaves is one ``--resume`` a
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
@@ -176,6 +177,8 @@ class RunDirectory:
     def close(self) -> None:
         """Release the directory (the lock); a run that never began removes what this
         process created (its record, lock and directories). Safe to call twice."""
+        if self.record is not None and self.began and self._lock_fd >= 0:
+            self._forget_removed()
         if self._lock_fd >= 0:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -190,6 +193,14 @@ class RunDirectory:
                 else:
                     made.unlink(missing_ok=True)
         self._made = []
+
+    def _forget_removed(self) -> None:
+        """The run is over: names it removed (its scratch folder) are no longer its own, so a
+        user's file there later is never taken for the run's. Best effort: a record that
+        cannot be rewritten keeps listing them, which only keeps more files."""
+        assert self.record is not None
+        with contextlib.suppress(InputError, OSError):
+            self.record.compact()
 
     def begin(self, config: dict) -> None:
         """Every check has passed: clear what the run left that is not part of it (a replaced
