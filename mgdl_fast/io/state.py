@@ -128,7 +128,7 @@ def _current(path, meta: dict, tensors: dict, config: dict, finished: int, devic
     epochs = per_grade(config["train"].get("epochs"), grade - 1)
     epoch = field(path, c, "epoch", "int", where=w)
     if not (isinstance(epochs, int) and -1 <= epoch < epochs):
-        raise InputError(f"{path}: field current.epoch {epoch} is outside -1..{epochs}")
+        raise InputError(f"{path}: field current.epoch {epoch} is outside -1..{epochs - 1}")
     series = field(path, c, "series", "dict", where=w)
     for name, pair in series.items():
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, list) for p in pair)
