@@ -136,11 +136,12 @@ class Npy(Sink):
         try:
             fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp", suffix=".npy", dir=path.parent)
             self.tmp = Path(name)
-            self._file = os.fdopen(fd, "wb")
+            self._file = os.fdopen(fd, "wb", buffering=0)  # a failed write fails here
             header = {"descr": "<f4", "fortran_order": False, "shape": shape}
             with atomic.guarded(path.name):
                 np.lib.format.write_array_header_2_0(self._file, header)
         except Exception as exc:
+            self.abort()
             raise self._fail(exc) from None
 
     def write(self, top: int, band: np.ndarray) -> None:
@@ -160,7 +161,8 @@ class Npy(Sink):
         self.tmp = None
 
     def abort(self) -> None:
-        self._file.close()
+        if hasattr(self, "_file"):
+            self._file.close()
         super().abort()
 
 
@@ -177,6 +179,7 @@ class Zarr(Sink):
             )
             self._array.attrs["mgdl_fast"] = RENDER_FORMAT
         except Exception as exc:
+            self.abort()
             raise self._fail(exc) from None
 
     def write(self, top: int, band: np.ndarray) -> None:

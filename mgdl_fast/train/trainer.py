@@ -263,7 +263,10 @@ class _GradeTrainer:
 
     def _check_collapse(self, run, engine, params) -> None:
         """Raise CollapseError for a grade that failed outright (``train.health``): its
-        train PSNR is compared with the mean predictor's and with its initial parameters'."""
+        train PSNR is compared with the mean predictor's and with its initial parameters'. A
+        grade a hook stopped (an experiment's own rule) is the hook's to judge."""
+        if run.stop_reason not in ("max_epochs", "early_stopping"):
+            return
         objective, cfg = self.objective, self.cfg
         largest = largest_activations(engine, params, self.inputs)
         getattr(objective, "world", SINGLE).all_reduce_(largest, op="max")

@@ -247,3 +247,16 @@ def test_cpu_0_is_the_cpu(tiny_png, tmp_path, capsys):
     code, _, err = run_cli(["fit", tiny_png, "--out", tmp_path / "o", *TINY, "--device", "cpu:0"],
                            capsys)  # fmt: skip
     assert code == 0, err
+
+
+@pytest.mark.parametrize("name", ["r.png", "r.npy", "r.tif", "r.zarr"])
+def test_predict_to_a_full_disk_is_one_line_and_leaves_nothing(
+    midway, tmp_path, capsys, monkeypatch, name
+):
+    from mgdl_fast.io import atomic
+
+    monkeypatch.setenv(atomic.FULL_ENV, name)
+    atomic._counts.clear()
+    code, _, err = run_cli(["predict", midway, "--out", tmp_path / name, "--quiet"], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"cannot write {tmp_path / name}" in err, err
+    assert os.listdir(tmp_path) == []
