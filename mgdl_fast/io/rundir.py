@@ -111,7 +111,7 @@ class RunDirectory:
         self.record = RunRecord.read(self.path)
         if self.record is not None:
             return
-        if ownership.is_file(self.path, MANIFEST):
+        if ownership.is_file(self.path, MANIFEST) and self._legacy_manifest() is not None:
             self.record = self._adopt()
             return
         foreign = ownership.foreign_entry(self.path, None)
@@ -131,6 +131,14 @@ class RunDirectory:
             ) from None
         self._made.append(self.path / RECORD)
         self._fresh = True
+
+    def _legacy_manifest(self) -> dict | None:
+        """The manifest of a run written before runs kept a record; None when the file is
+        not a manifest (then it is the user's, like any other file)."""
+        try:
+            return read_manifest(self.path)
+        except InputError:
+            return None
 
     def _adopt(self) -> RunRecord:
         """A run written before runs kept a record: its manifest's files are its own."""

@@ -181,3 +181,14 @@ def test_a_legacy_run_is_adopted_with_its_manifest_files(tmp_path):
     files = _user_files(run)
     _run(run, mode="overwrite")
     assert _intact(run, files) and (run / ownership.RECORD).is_file()
+
+
+def test_a_users_manifest_json_is_not_taken_for_a_run(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("my shipping manifest")
+    for mode in ("new", "overwrite", "resume"):
+        with pytest.raises(InputError, match=r"did not write \(e.g. manifest.json\)|no run"):
+            RunDirectory(folder, mode=mode)
+    assert (folder / "manifest.json").read_text() == "my shipping manifest"
+    assert os.listdir(folder) == ["manifest.json"]
