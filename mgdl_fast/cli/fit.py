@@ -6,7 +6,7 @@ Argument parsing and the run's course only: defaults come from ``mgdl_fast.tasks
 
 Under ``torchrun --nproc-per-node K -m mgdl_fast fit ...`` every rank runs this command: the
 grades train data-parallel (``train.distributed``), rank 0 alone opens and writes the run
-directory (``io.rundir.RankRun``) and prints; the others follow its decisions and exit codes.
+directory (``io.rankrun.RankRun``) and prints; the others follow its decisions and exit codes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from ..backends.base import PRECISIONS
 from ..encoding import ENCODINGS
 from ..errors import InputError
 from ..io.environment import environment
-from ..io.rundir import RankRun, RunDirectory, metrics_record
+from ..io.manifest import MANIFEST
+from ..io.rankrun import RankRun
+from ..io.rundir import RunDirectory, metrics_record
 from ..tasks import PRESETS, TASKS
 from ..train import ModelConfig, TrainConfig, distributed, fit
 from ..train.config import CACHE_DTYPES, MODEL_KINDS, OPTIMIZERS, resolve_device
@@ -161,16 +163,21 @@ def _default_out(args) -> Path:
 
 def _prepare(args, loaded, out: Path):
     """The config, the state to resume from (or None) and the image; ``loaded``: the run's
-    saved state and config when resuming."""
-    if args.resume:
-        state, saved = loaded
-        finished = len(state.model)
-        config, notes = resumed_config(args, saved, finished)
+    saved state and config when resuming (the state None: the run saved none yet, and the
+    config None: it stopped before its first manifest)."""
+    state, saved = loaded if loaded is not None else (None, None)
+    if args.resume and saved is None:
+        raise InputError(
+            f"--resume: {out} stopped before it recorded its configuration (no {MANIFEST}); "
+            "start it again with --overwrite"
+        )
+    if saved is not None:
+        config, notes = resumed_config(args, saved, len(state.model) if state else 0)
         image = load_run_image(saved["image"], args.image, out)
         for note in notes:
             _note(note)
     else:
-        config, state = config_from_args(args), None
+        config = config_from_args(args)
         image = load_new_image(config["image"]["source"])
         config["image"] |= describe_image(image, config["image"]["source"], out)
     if config["image"].get("crop"):
@@ -210,6 +217,10 @@ def run(args) -> int:
         args.quiet = True
         logging.getLogger("mgdl_fast").setLevel(logging.ERROR)
     try:
+        if args.out is not None and not args.out:
+            raise InputError("--out is empty; name the run's directory")
+        if args.checkpoint_every is not None and args.checkpoint_every < 1:
+            raise InputError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
         out = Path(args.out) if args.out else _default_out(args)
         mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
         if mode == "new":
@@ -236,8 +247,6 @@ def _resume_note(state: TrainingState, out: Path) -> None:
 
 def _run(args, run_dir: RankRun, out: Path) -> int:
     world = run_dir.world
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise InputError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     loaded = run_dir.load_state("cpu") if args.resume else None
     config, state, image = world.everywhere(lambda: _prepare(args, loaded, out))
     report(plan(config, image, args), config, args.quiet)
@@ -249,11 +258,14 @@ def _run(args, run_dir: RankRun, out: Path) -> int:
     if state is not None:
         state = state.to(device)
     task, objective = make_task(config, image, train_cfg, device)
+    run_dir.begin(config)
     _observation(task, objective, run_dir)
     if hasattr(task, "describe"):
         config["task"]["observation"] = task.describe()
     if state is not None:
         _resume_note(state, out)
+    elif args.resume:
+        _note(f"{out} holds no saved state yet; starting from grade 1")
     elif config["preset"] == "quick" and args.epochs is None:
         inputs = "" if model_cfg.encoding == "none" else f" on {model_cfg.encoding} features"
         _note(
@@ -285,7 +297,7 @@ def _run(args, run_dir: RankRun, out: Path) -> int:
         result = fit(
             task, objective, model_cfg, train_cfg, progress=progress, on_grade_end=grade_done,
             resume=state, checkpointer=checkpointer, on_diverge=args.on_diverge,
-            work_dir=run_dir.path / "features",
+            work_dir=run_dir.work_dir(),
         )  # fmt: skip
     return _finish(result, run_dir, config, env, title, out)
 

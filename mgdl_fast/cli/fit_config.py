@@ -51,6 +51,38 @@ FREE = ("device", "backend", "precision", "deterministic", "cuda_graph", "stream
         "feature_store")  # fmt: skip
 
 
+# Counts bounded before anything is built from them (one line each, naming the option): far
+# above any run this engine serves (the papers use 4 grades of 2-3 layers of 128-256 units),
+# far below what would exhaust memory while shapes are made.
+BOUNDS = {
+    ("model", "grades"): ("--grades", 64),
+    ("model", "max_grades"): ("--max-grades", 64),
+    ("model", "width"): ("--width", 1 << 14),
+    ("model", "layers"): ("--layers", 64),
+    ("model", "frequencies"): ("--frequencies", 1 << 14),
+    ("train", "epochs"): ("--epochs", 10**9),
+    ("train", "record_every"): ("--record-every", 10**9),
+    ("train", "test_every"): ("--test-every", 10**9),
+}
+
+
+def check_bounds(config: dict) -> None:
+    """Refuse a count above its bound in ``BOUNDS`` (a per-grade list: any entry)."""
+    for (part, key), (option, most) in BOUNDS.items():
+        value = config[part].get(key)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and v > most:
+                raise InputError(f"{option} must be at most {most}, got {v}")
+
+
+def cpu_device(name: str | None) -> str | None:
+    """A device option with ``cpu:N`` read as ``cpu`` (there is one CPU device)."""
+    if name is not None and name.split(":")[0].strip() == "cpu":
+        return "cpu"
+    return name
+
+
 def number_list(kind: type):
     """argparse type: one number, or a comma list of them (one per grade)."""
     noun = {"int": "an integer", "float": "a number"}[kind.__name__]
@@ -112,6 +144,7 @@ def task_config(args) -> dict:
 
 def config_from_args(args) -> dict:
     """A new run's full configuration (validated) from the options and the task defaults."""
+    args.device = cpu_device(args.device)
     device = TrainConfig(device=_given(args.device, "auto")).torch_device()
     preset = _given(args.preset, "auto")
     if preset == "auto":
@@ -153,13 +186,15 @@ def config_from_args(args) -> dict:
         stream=getattr(args, "stream", None) == "on",
         feature_store="memory" if store in (None, "auto") else store,
     )
-    return {
+    config = {
         "task": task,
         "preset": preset,
         "model": model.to_dict(),
         "train": train.to_dict(),
         "image": {"source": args.image or DEFAULT_IMAGE, "crop": args.crop},
     }
+    check_bounds(config)
+    return config
 
 
 def _lookup(config: dict, where: tuple[str, ...]):
@@ -203,6 +238,7 @@ def resumed_config(args, saved: dict, finished: int) -> tuple[dict, list[str]]:
             notes.append(f"{option_name(dest)} {value} applies from grade {finished + 1} on")
     for key in FREE:
         config["train"][key] = candidate["train"][key]
+    check_bounds(config)
     return config, notes
 
 

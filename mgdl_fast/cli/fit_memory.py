@@ -125,9 +125,12 @@ def make_task(config: dict, image: LazyImage, train_cfg: TrainConfig, device):
 def _limit(args, device) -> int:
     if args.max_memory is None:
         return default_limit(device)
+    text = args.max_memory
+    if any(word in text.lower() for word in ("nan", "inf")):
+        raise InputError(f"--max-memory must be a finite size (e.g. 6G), got {text!r}")
     try:
-        return parse_bytes(args.max_memory)
-    except ValueError as exc:
+        return parse_bytes(text)
+    except (ValueError, OverflowError) as exc:
         raise InputError(f"--max-memory: {exc}") from None
 
 

@@ -2,40 +2,104 @@
 
 Each write goes to a temporary file beside the target (same directory, so the rename is atomic;
 same suffix, so writers that pick a format from it still do), is flushed and fsynced, renamed
-over the target, and the directory is fsynced so the rename survives a power loss.
+over the target, and the directory is fsynced so the rename survives a power loss. The
+temporary name is the caller's (a run directory records it first: ``temp_name``) or a new
+unique one; a failed write removes it. Files get the mode the umask gives (0644 under the usual
+022), whatever mode the writing library chose. Any failure of the writing library (an
+``OSError``, safetensors' ``SafetensorError``, PIL's, tifffile's, zarr's) is one ``WriteError``
+naming the file.
 
-``MGDL_FAST_TEST_CRASH=<file name>[:<n>]`` kills the process with SIGKILL just before the n-th
-(default first) rename onto a file of that name: the tests' way to crash inside a write.
+Test hooks: ``MGDL_FAST_TEST_CRASH=<file name>[:<n>]`` kills the process with SIGKILL just
+before the n-th (default first) rename onto a file of that name: a crash inside a write.
+``MGDL_FAST_TEST_FULL=<file name>[:<n>]`` makes the n-th write of a file of that name fail as on
+a full disk: the process may not write one byte to any file meanwhile (``RLIMIT_FSIZE`` 0), so
+each library raises its own error, as it would with no space left.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import re
+import resource
 import signal
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
 
 CRASH_ENV = "MGDL_FAST_TEST_CRASH"
-_renames: dict[str, int] = {}
+FULL_ENV = "MGDL_FAST_TEST_FULL"
+_counts: dict[tuple[str, str], int] = {}
 
 
 class WriteError(InputError):
-    """A run file could not be written (disk full, read-only, permissions)."""
+    """A file could not be written (disk full, read-only, permissions)."""
+
+
+def _hook(env: str, name: str) -> bool:
+    """Whether hook ``env`` fires for this write of a file called ``name``."""
+    spec = os.environ.get(env)
+    if not spec:
+        return False
+    target, _, count = spec.partition(":")
+    if target != name:
+        return False
+    key = (env, name)
+    _counts[key] = _counts.get(key, 0) + 1
+    return _counts[key] == int(count or 1)
 
 
 def _crash_point(name: str) -> None:
-    spec = os.environ.get(CRASH_ENV)
-    if not spec:
-        return
-    target, _, count = spec.partition(":")
-    if target != name:
-        return
-    _renames[name] = _renames.get(name, 0) + 1
-    if _renames[name] == int(count or 1):
+    if _hook(CRASH_ENV, name):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def full_disk(name: str) -> bool:
+    """Whether the full-disk test hook fails this write of a file called ``name``."""
+    return _hook(FULL_ENV, name)
+
+
+@contextlib.contextmanager
+def no_space() -> Iterator[None]:
+    """Every file write in the block fails (EFBIG, the way a full disk fails: ENOSPC)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def guarded(name: str) -> contextlib.AbstractContextManager:
+    """The context a write of a file called ``name`` runs in: ``no_space`` when the
+    full-disk test hook fires for it, else nothing."""
+    return no_space() if full_disk(name) else contextlib.nullcontext()
+
+
+def reason(exc: BaseException) -> str:
+    """One line saying why a write failed, from any library's exception."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip()
+    # safetensors: "Error while serializing: I/O error: No space left on device (os error 28)"
+    found = re.search(r"(?:I/O error|message): \"?([^\"()]+?)\"?(?: \(os error \d+\)|\s*\}|$)",
+                      text)  # fmt: skip
+    if found:
+        return found.group(1).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def file_mode() -> int:
+    """The mode a new file gets here: 0666 less the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def fsync_dir(path: Path) -> None:
@@ -46,15 +110,55 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+def temp_name(name: str) -> str:
+    """The temporary name a run directory records for writing ``name`` (``x.png`` ->
+    ``.x.tmp.png``, in the same folder)."""
+    head, _, base = name.rpartition("/")
+    stem, dot, suffix = base.partition(".")
+    temp = f"{base}.tmp" if base.startswith(".") else f".{stem}.tmp{dot}{suffix}"
+    return f"{head}/{temp}" if head else temp
+
+
+def _unique_temp(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_write(
+    path: str | Path, write: Callable[[Path], object], *, tmp: Path | None = None
+) -> None:
     """Have ``write(tmp)`` produce the file at a temporary path, then make it ``path``
-    atomically and durably. Raises WriteError naming the file on any OS error."""
+    atomically and durably. ``tmp``: the temporary path (the caller's own; anything there is
+    replaced), else a new unique one. Raises WriteError naming the file on any failure."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    made: Path | None = None
     try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
+        if tmp is None:
+            tmp = _unique_temp(path)
+        else:
+            tmp.unlink(missing_ok=True)
+        made = tmp
+        with guarded(path.name):
+            write(tmp)
+        commit_temp(tmp, path)
+        made = None
+    except InputError:
+        raise
+    except Exception as exc:  # every writing library raises its own types
+        raise WriteError(f"cannot write {path}: {reason(exc)}") from None
+    finally:
+        if made is not None:
+            made.unlink(missing_ok=True)
+
+
+def commit_temp(tmp: Path, path: Path) -> None:
+    """Make the finished temporary file ``tmp`` the file ``path``: its mode from the umask,
+    fsync, rename (the crash test hook's point), directory fsync."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
         try:
+            os.fchmod(fd, file_mode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -62,17 +166,29 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise WriteError(f"cannot write {path}: {reason(exc)}") from None
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+def write_bytes(path: str | Path, data: bytes, *, tmp: Path | None = None) -> None:
+    atomic_write(path, lambda out: out.write_bytes(data), tmp=tmp)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    write_bytes(path, text.encode())
+def write_text(path: str | Path, text: str, *, tmp: Path | None = None) -> None:
+    write_bytes(path, text.encode(), tmp=tmp)
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` (created with the umask's mode), never through a link."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        try:
+            with guarded(path.name):
+                os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else reason(exc)
+        raise WriteError(f"cannot write {path}: {why}") from None
 
 
 def sha256(path: str | Path) -> str:

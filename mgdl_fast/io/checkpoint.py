@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..block import BlockParams, BlockShape
@@ -21,10 +20,12 @@ from ..errors import InputError
 from ..train.config import resolve_device
 from ..train.model import MultiGradeModel
 from . import atomic
+from .manifest import MANIFEST, read_manifest
+from .ownership import RECORD
+from .schema import field
 
 FORMAT = "mgdl_fast.checkpoint/1"
 SUFFIXES = (".safetensors", ".json")
-MANIFEST = "manifest.json"
 
 
 def checkpoint_stem(path: str | Path) -> Path:
@@ -53,33 +54,48 @@ def model_tensors(model: MultiGradeModel) -> dict[str, torch.Tensor]:
     return {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
 
 
-def save_checkpoint(
-    path: str | Path, model: MultiGradeModel, config: dict | None = None
-) -> tuple[Path, Path]:
-    """Write ``<stem>.safetensors`` (tensors ``grade1``..``gradeK``, the encoding's
-    frequencies) and ``<stem>.json`` (each grade's shape and output scale, the encoding, and
-    ``config`` (default ``{}``), which must be JSON-serialisable; it is checked before anything
-    is written). Returns the two paths."""
-    config = {} if config is None else config
-    stem = checkpoint_stem(path)
+def checkpoint_contents(model: MultiGradeModel, config: dict) -> tuple[dict, str]:
+    """What a checkpoint of ``model`` holds: its tensors (``grade1``..``gradeK`` and the
+    encoding's frequencies) and the text of its ``.json`` (each grade's shape and output scale,
+    the encoding, and ``config``, which must be JSON-serialisable: checked here, before
+    anything is written)."""
     grades = [{**p.shape.to_dict(), "scale": s} for p, s in zip(model.grades, model.scales)]
     meta = {"format": FORMAT, "grades": grades, "encoding": encoding_meta(model), "config": config}
     try:
-        text = json.dumps(meta, indent=2)
+        text = json.dumps(meta, indent=2, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"checkpoint config is not JSON-serialisable: {exc}") from None
-    tensors = model_tensors(model)
+    return model_tensors(model), text
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    save_file(tensors, str(path), metadata={"format": FORMAT})
+
+
+def save_checkpoint(
+    path: str | Path, model: MultiGradeModel, config: dict | None = None
+) -> tuple[Path, Path]:
+    """Write ``<stem>.safetensors`` and ``<stem>.json`` (``checkpoint_contents``; ``config``
+    default ``{}``), each atomically. Returns the two paths."""
+    stem = checkpoint_stem(path)
+    tensors, text = checkpoint_contents(model, {} if config is None else config)
     tensor_path, json_path = _with(stem, ".safetensors"), _with(stem, ".json")
-    atomic.atomic_write(
-        tensor_path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    )
+    atomic.atomic_write(tensor_path, lambda tmp: write_tensors(tmp, tensors))
     atomic.write_text(json_path, text)
     return tensor_path, json_path
 
 
 def _resolve_stem(path: Path) -> Path:
+    """The checkpoint stem of a path: a run directory's ``model`` (it must have finished a
+    grade), the one visible ``*.safetensors`` of another folder (hidden files, temporary
+    files among them, and state files are not checkpoints), or the path without its
+    suffix."""
     if path.is_dir():
-        matches = sorted(path.glob("*.safetensors"))
+        if (path / MANIFEST).is_file() or (path / RECORD).is_file():
+            if not (path / "model.safetensors").is_file():
+                raise InputError(f"{path}: the run has not finished a grade yet (no model)")
+            return path / "model"
+        matches = sorted(path.glob("[!.]*.safetensors"))
         matches = [m for m in matches if not m.name.startswith("state")]
         if len(matches) != 1:
             raise InputError(
@@ -90,21 +106,30 @@ def _resolve_stem(path: Path) -> Path:
 
 
 def verify_against_manifest(files: list[Path]) -> None:
-    """When ``files`` sit in a run directory, their checksums must be those of its manifest."""
-    manifest_path = files[0].parent / MANIFEST
-    if not manifest_path.is_file():
+    """When ``files`` sit in a run directory, their checksums must be those of its manifest
+    (and a run with a record must list them)."""
+    root = files[0].parent
+    if not (root / MANIFEST).is_file():
         return
-    try:
-        listed = json.loads(manifest_path.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read {manifest_path}: {exc}") from None
+    listed = read_manifest(root)["files"]
+    recorded = (root / RECORD).is_file()  # a run that keeps a record lists every model file
     for path in files:
+        if path.is_symlink():
+            raise InputError(f"{path} is a symbolic link; a run's files are read directly")
         entry = listed.get(path.name)
+        if entry is None and recorded:
+            raise InputError(
+                f"{path} is not in {root / MANIFEST} yet (the run stopped before committing "
+                "it); resume the run to finish it"
+            )
         if entry is not None and atomic.sha256(path) != entry["sha256"]:
             raise InputError(
-                f"{path} does not match {manifest_path} (a write was interrupted or the file "
+                f"{path} does not match {root / MANIFEST} (a write was interrupted or the file "
                 "was changed); resume the run to rewrite it"
             )
+
+
+SHAPE_FIELDS = ("in_dim", "width", "hidden_layers", "out_dim")
 
 
 def model_from_tensors(
@@ -114,9 +139,12 @@ def model_from_tensors(
     recorded, its input ``encoding`` (config and in_dim; frequencies in ``tensors``)."""
     model = MultiGradeModel(encoding=_encoding(encoding, tensors, source))
     for k, grade in enumerate(grades):
+        where = f"grades[{k}]."
+        dims = {n: field(source, grade, n, "int", where=where) for n in SHAPE_FIELDS}
+        scale = float(field(source, grade, "scale", "number", where=where))
         try:
-            shape, scale = BlockShape.from_dict(grade), float(grade["scale"])
-        except (KeyError, TypeError, ValueError, InputError) as exc:
+            shape = BlockShape(**dims)
+        except InputError as exc:
             raise InputError(f"{source}: grade {k + 1} is malformed ({exc})") from None
         flat = tensors.get(f"grade{k + 1}")
         if flat is None or flat.shape != (shape.num_params,):
@@ -162,9 +190,12 @@ def load_checkpoint(
     try:
         meta = json.loads(json_path.read_text())
         tensors = load_file(str(tensor_path), device="cpu")
-    except (json.JSONDecodeError, SafetensorError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read checkpoint {stem}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # json, OS and safetensors errors (SafetensorError and others)
+        raise InputError(f"cannot read checkpoint {stem}: {atomic.reason(exc)}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{json_path} is not an mgdl_fast checkpoint (format {FORMAT})")
-    model = model_from_tensors(meta.get("grades", []), tensors, json_path, meta.get("encoding"))
-    return model.to(device), meta.get("config", {})
+    grades = field(json_path, meta, "grades", "list")
+    encoding = field(json_path, meta, "encoding", "dict", null=True)
+    config = field(json_path, meta, "config", "dict")
+    model = model_from_tensors(grades, tensors, json_path, encoding)
+    return model.to(device), config

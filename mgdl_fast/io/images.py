@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,8 +53,7 @@ def load_image(path: str | Path) -> Image:
         from .lazy import open_array
 
         return from_array(np.asarray(open_array(path)), source=str(path))
-    if not path.exists():
-        raise InputError(f"image file not found: {path}")
+    check_image_path(path)
     if path.is_dir():
         raise InputError(f"{path} is a directory, not an image file")
     try:
@@ -65,6 +66,17 @@ def load_image(path: str | Path) -> Image:
     if frames is not None and frames > 1:
         image.notes.append(f"{path.name} has {frames} frames; using the first")
     return image
+
+
+def check_image_path(path: Path) -> None:
+    """Refuse a missing path and one that is not a file or a folder (a FIFO, a device, a
+    socket: reading one could block forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise InputError(f"image file not found: {path}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{path} is not a regular file (a FIFO, device or socket); give an image")
 
 
 def from_array(array: np.ndarray, source: str = "array") -> Image:

@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .images import Image, crop_origin, from_array, load_image
+from .images import Image, check_image_path, crop_origin, from_array, load_image
 
 LAZY_SUFFIXES = (".npy", ".tif", ".tiff", ".zarr")
+# The largest side accepted, checked from the header before any pixel is read (a header that
+# claims more is refused, not allocated): 2^20 pixels.
+MAX_SIDE = 1 << 20
 
 
 class LazyImage:
@@ -39,6 +42,10 @@ class LazyImage:
         self.channels = {1: 1, 2: 1, 3: 3, 4: 3}[channels]
         if self.height < 2 or self.width < 2:
             raise InputError(f"{source}: image is {self.height}x{self.width}; need at least 2x2")
+        if max(self.height, self.width) > MAX_SIDE:
+            raise InputError(
+                f"{source}: image is {self.height}x{self.width}; at most {MAX_SIDE} pixels a side"
+            )
         dtype = np.dtype(array.dtype)
         self._peak: float | None = None
         if np.issubdtype(dtype, np.unsignedinteger):
@@ -63,7 +70,11 @@ class LazyImage:
         ``[r, c, C]`` in ``dtype`` (float64: exactly ``io.images``' pixels)."""
         rows = slice(self._top + r0, self._top + min(r1, self.height), row_step)
         cols = slice(self._left + col0, self._left + self.width, col_step)
-        raw = np.asarray(self._array[rows, cols])
+        try:
+            raw = np.asarray(self._array[rows, cols])
+        except Exception as exc:  # a truncated or corrupt file fails in its reader's own way
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"cannot read {self.source} as an image: {reason}") from None
         if raw.ndim == 2:
             raw = raw[..., None]
         raw = raw[..., : self.channels]
@@ -123,8 +134,7 @@ def open_array(path: str | Path):
     """The pixels of a ``.npy``, TIFF or ``.zarr`` image as an array read on demand (a memory
     map or a zarr array), or None for other formats."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"image file not found: {path}")
+    check_image_path(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":

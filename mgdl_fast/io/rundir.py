@@ -1,5 +1,5 @@
-"""A run's output directory: claimed by one process, every file written atomically, and a
-manifest (written last) that says which files make up the run and what their checksums are.
+"""A run's output directory: claimed by one process, owning only what it recorded writing,
+every file written atomically, and a manifest that says which files make up the run.
 
 What a run leaves, written as each grade finishes (and the state also during a grade):
 
@@ -11,77 +11,154 @@ What a run leaves, written as each grade finishes (and the state also during a g
 - ``state-<n>.safetensors``: everything ``--resume`` needs (finished grades, the grade in
   progress, optimizer and early-stopping state, the TV variable, RNG state);
 - ``progress.jsonl``: one JSON line per recorded value and event, for front ends to follow;
-- ``manifest.json``: the files above with their SHA-256, and which state file is current.
+- ``manifest.json``: the files above with their SHA-256, the current state and the config;
+- ``.mgdl_fast_run`` (the record of every name the run wrote, ``io.ownership``) and ``.lock``.
+
+Ownership: a new run goes only into a new or empty directory, which it claims by creating its
+record first; a directory holding anything else is refused with one line naming an entry.
+``--overwrite`` and every cleanup remove only recorded names, after every check has passed
+(``begin``); a user's files inside a run are kept, and a name the run would write that the
+user holds is refused. No path of a run is used through a symbolic link.
 
 The manifest is the commit point: a crash before it is rewritten leaves the previous manifest,
 whose state file still exists, so ``--resume`` continues from a consistent point and rewrites
-the other files; ``predict`` refuses model files that do not match it.
-
-In a run sharded over ranks (``train.distributed``), rank 0 alone opens, locks and writes the
-directory; ``RankRun`` is the directory as every rank calls it: rank 0 does each write (a
-failure there is raised on every rank, so no rank waits for one that left), the others nothing.
+the other files; ``predict`` refuses model files that do not match it. The first manifest is
+written before any output, so every directory a run leaves is one ``--resume`` accepts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
-import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, MGDLError
-from ..train.distributed import World, current
+from ..train.distributed import current
 from ..train.state import TrainingState
 from ..train.trainer import FitResult
-from . import atomic
-from .checkpoint import MANIFEST, save_checkpoint
+from . import atomic, ownership
+from .checkpoint import checkpoint_contents, write_tensors
 from .curves import plot_curves
 from .images import save_png
+from .manifest import MANIFEST, new_manifest, read_manifest
+from .ownership import RECORD, RunRecord, exists
+from .schema import strict_dumps
 from .state import load_state, save_state
 
 CHECKPOINT_STEM = "model"
 LOCK = ".lock"
 PROGRESS = "progress.jsonl"
-# What --overwrite removes (objective_state.npz: the TV state file of runs before 0.2).
-RUN_FILES = ("grade_*.png", "reconstruction.npy", "metrics.json", "curves.png", "observed.png",
-             "model.safetensors", "model.json", "state-*.safetensors", PROGRESS, MANIFEST,
-             "objective_state.npz")  # fmt: skip
+FEATURES = "features"
+MODES = ("new", "overwrite", "resume")
 
 
 class RunDirectory:
     """The directory of one run. ``mode`` "new" refuses a directory that holds a run,
-    "overwrite" removes that run's files first, "resume" requires one. Raises InputError (one
-    line) when the path is a file, cannot be created, is not writable, or is in use by another
-    process (an advisory lock held until ``close``)."""
+    "overwrite" replaces that run's files (at ``begin``), "resume" requires one. Raises
+    InputError (one line) when the path is a file, cannot be created, is not writable, holds
+    files mgdl-fast did not write, or is in use by another process (an advisory lock held
+    until ``close``). A run that never ``begin``s leaves nothing it created behind."""
 
     def __init__(self, path: str | Path, *, mode: str = "new"):
-        self.path = Path(path)
-        self._lock_fd = -1
         if not current().is_main:
             raise MGDLError("only rank 0 of a sharded run opens its run directory")
-        if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"--out {self.path} is a file, not a directory")
+        assert mode in MODES, mode
+        self.path, self.mode = Path(path), mode
+        self._lock_fd, self.began, self.record = -1, False, None
+        self._made: list[Path] = []  # created by this process: undone unless the run begins
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create --out {self.path}: {exc.strerror or exc}") from None
-        self._lock_fd = self._lock()
-        try:
-            self._check_writable()
-            self._start(mode)
+            self._open()
+            self._claim()
+            self._lock()
+            if mode == "new" and not self._fresh:
+                raise InputError(
+                    f"{self.path} already holds a run; pass --resume to continue it or "
+                    "--overwrite to replace it"
+                )
+            self.manifest = self._manifest()
         except BaseException:
             self.close()
             raise
 
-    def _lock(self) -> int:
-        lock = self.path / LOCK
+    def _open(self) -> None:
+        path = self.path
+        if exists(path) and not path.is_dir():
+            raise InputError(f"--out {path} is a file, not a directory")
+        if not exists(path):
+            if self.mode == "resume":
+                raise InputError(f"--resume: no run to resume in {path} (it does not exist)")
+            missing = [p for p in (path, *path.parents) if not exists(p)]
+            try:
+                path.mkdir(parents=True)
+            except OSError as exc:
+                raise InputError(f"cannot create --out {path}: {exc.strerror or exc}") from None
+            self._made += reversed(missing)
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd, probe = tempfile.mkstemp(prefix=".mgdl_fast_probe", dir=path)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise InputError(f"--out {path} is not writable: {exc.strerror or exc}") from None
+
+    def _claim(self) -> None:
+        """Read the run's record, or claim an empty directory with a new one."""
+        self._fresh = False
+        self.record = RunRecord.read(self.path)
+        if self.record is not None:
+            return
+        if ownership.is_file(self.path, MANIFEST) and self._legacy_manifest() is not None:
+            self.record = self._adopt()
+            return
+        foreign = ownership.foreign_entry(self.path, None)
+        if foreign is not None:
+            raise InputError(
+                f"--out {self.path} holds files mgdl-fast did not write (e.g. {foreign.name}); "
+                "choose a new or empty directory"
+            )
+        if self.mode == "resume":
+            raise InputError(f"--resume: no run to resume in {self.path} (it is empty)")
+        try:
+            self.record = RunRecord.create(self.path)
+        except FileExistsError:
+            raise InputError(
+                f"{self.path} is in use by another mgdl-fast process; wait for it to finish or "
+                "choose another --out"
+            ) from None
+        self._made.append(self.path / RECORD)
+        self._fresh = True
+
+    def _legacy_manifest(self) -> dict | None:
+        """The manifest of a run written before runs kept a record; None when the file is
+        not a manifest (then it is the user's, like any other file)."""
+        try:
+            return read_manifest(self.path)
+        except InputError:
+            return None
+
+    def _adopt(self) -> RunRecord:
+        """A run written before runs kept a record: its manifest's files are its own."""
+        manifest = read_manifest(self.path)
+        record = RunRecord.create(self.path)
+        self._made.append(self.path / RECORD)
+        for name in (MANIFEST, *manifest["files"], LOCK, PROGRESS):
+            record.own(name, "state" if name == manifest["state"] else "file")
+        return record
+
+    def _lock(self) -> None:
+        assert self.record is not None
+        lock = self._target(LOCK)
+        created = not exists(lock)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         except OSError as exc:
             raise InputError(f"--out {self.path} is not writable: {exc.strerror}") from None
+        if created:
+            self._made.append(lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -91,163 +168,161 @@ class RunDirectory:
                 f"{self.path} is in use by another mgdl-fast process (pid {holder}); wait for "
                 "it to finish or choose another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        return fd
+        self._lock_fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            pid = str(os.getpid()).encode()
+            with atomic.guarded(LOCK):
+                os.pwrite(fd, pid, 0)
+        except OSError as exc:
+            raise atomic.WriteError(f"cannot write {lock}: {atomic.reason(exc)}") from None
+
+    def _manifest(self) -> dict:
+        if self.mode == "resume" and ownership.is_file(self.path, MANIFEST):
+            return read_manifest(self.path)
+        return new_manifest()
 
     def close(self) -> None:
-        """Release the directory (the lock); safe to call twice."""
+        """Release the directory (the lock); a run that never began removes what this
+        process created (its record, lock and directories). Safe to call twice."""
+        if self.record is not None and self.began and self._lock_fd >= 0:
+            self._forget_removed()
         if self._lock_fd >= 0:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = -1
+        if self.record is not None:
+            self.record.close()
+        if not self.began:
+            for made in reversed(self._made):
+                if made.is_dir() and not made.is_symlink():
+                    if not any(made.iterdir()):
+                        made.rmdir()
+                else:
+                    made.unlink(missing_ok=True)
+        self._made = []
 
-    def _check_writable(self) -> None:
-        try:
-            atomic.write_text(self.path / ".writable", "")
-            (self.path / ".writable").unlink()
-        except (atomic.WriteError, OSError) as exc:
-            raise InputError(f"--out {self.path} is not writable: {exc}") from None
-        for leftover in self.path.glob(".*.tmp*"):
-            leftover.unlink(missing_ok=True)
+    def _forget_removed(self) -> None:
+        """The run is over: names it removed (its scratch folder) are no longer its own, so a
+        user's file there later is never taken for the run's. Best effort: a record that
+        cannot be rewritten keeps listing them, which only keeps more files."""
+        assert self.record is not None
+        with contextlib.suppress(InputError, OSError):
+            self.record.compact()
 
-    def holds_run(self) -> bool:
-        return any(
-            (self.path / name).is_file() for name in (MANIFEST, "metrics.json", "model.json")
-        )
+    def begin(self, config: dict) -> None:
+        """Every check has passed: clear what the run left that is not part of it (a replaced
+        run's files; a resumed run's temporary and scratch files and old states) and write
+        the manifest with ``config`` before any other file."""
+        assert self.record is not None
+        if self.mode == "overwrite":
+            self.manifest = new_manifest()
+            keep = {LOCK, RECORD}
+            for name in self.record.named("file", "state"):
+                if name not in keep:
+                    self.record.remove(name)
+        current_state = self.manifest["state"]
+        stale = [n for n in self.record.named("state") if n != current_state]
+        for name in (*self.record.named("temp", "scratch"), *stale):
+            self.record.remove(name)
+        self.record.remove_all("dir")
+        self.record.compact()
+        if config.get("train", {}).get("feature_store") == "disk":
+            self._target(FEATURES, "dir")  # a user's own features/ is refused, not used
+        self.manifest["config"] = config
+        self.commit()
+        self.began = True
+        self._made = []
 
-    def _start(self, mode: str) -> None:
-        exists = self.holds_run()
-        if mode == "new" and exists:
+    def _target(self, name: str, kind: str = "file") -> Path:
+        """The path of run file ``name``, recorded as the run's before it is created; a name
+        the user holds there is refused."""
+        assert self.record is not None
+        path = ownership.inside(self.path, name)
+        if not self.record.owns(name) and exists(path):
             raise InputError(
-                f"{self.path} already holds a run; pass --resume to continue it or "
-                "--overwrite to replace it"
+                f"{path} was not written by mgdl-fast and is kept; move it away or choose "
+                "another --out"
             )
-        if mode == "resume" and not (self.path / MANIFEST).is_file():
-            raise InputError(f"--resume: no run to resume in {self.path} (no {MANIFEST})")
-        if mode == "overwrite":
-            for pattern in RUN_FILES:
-                for old in self.path.glob(pattern):
-                    old.unlink()
-        self.manifest = self._read_manifest() if mode == "resume" else {"files": {}, "state": None}
+        self.record.own(name, kind)
+        return path
 
-    def _read_manifest(self) -> dict:
-        try:
-            manifest = json.loads((self.path / MANIFEST).read_text())
-            files, _ = manifest["files"], manifest["state"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"cannot read {self.path / MANIFEST}: {exc}") from None
-        if not isinstance(files, dict):
-            raise InputError(f"{self.path / MANIFEST} is malformed")
-        return manifest
+    def _write(self, name: str, write, kind: str = "file") -> None:
+        path = self._target(name, kind)
+        tmp = self._target(atomic.temp_name(name), "temp")
+        atomic.atomic_write(path, write, tmp=tmp)
+        self.manifest["files"][name] = {"sha256": atomic.sha256(path),
+                                        "bytes": path.stat().st_size}  # fmt: skip
+
+    def claim(self, path: Path, kind: str) -> Path:
+        """Record ``path`` (inside the run) as the run's ``kind`` before it is created."""
+        return self._target(path.relative_to(self.path).as_posix(), kind)
 
     @property
     def progress_log(self) -> Path:
-        return self.path / PROGRESS
+        return self._target(PROGRESS)
 
-    def _wrote(self, name: str) -> None:
-        path = self.path / name
-        self.manifest["files"][name] = {"sha256": atomic.sha256(path), "bytes": path.stat().st_size}
+    @property
+    def features(self) -> Path:
+        """Where features on disk go (a scratch folder the run makes and removes)."""
+        return self.path / FEATURES
 
     def commit(self) -> None:
         """Write the manifest: the run is now the files it lists."""
-        atomic.write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=1))
+        text = strict_dumps(self.manifest, indent=1)
+        atomic.write_text(self._target(MANIFEST), text, tmp=self._target(
+            atomic.temp_name(MANIFEST), "temp"))  # fmt: skip
 
     def save_state(self, state: TrainingState, config: dict) -> None:
-        """A new state file, then the manifest naming it; older state files go after."""
+        """A new state file, then the manifest naming it; the previous state goes after."""
         previous = self.manifest.get("state")
         number = int(previous.split("-")[1].split(".")[0]) + 1 if previous else 1
         name = f"state-{number:06d}.safetensors"
-        save_state(self.path / name, state, config)
-        self._wrote(name)
+        self._write(name, lambda tmp: save_state(tmp, state, config), kind="state")
         self.manifest["state"] = name
         if previous:
             self.manifest["files"].pop(previous, None)
         self.commit()
-        for old in self.path.glob("state-*.safetensors"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        if previous and self.record is not None:
+            self.record.remove(previous)
 
-    def load_state(self, device) -> tuple[TrainingState, dict]:
-        """The current state (checked against the manifest) and the run's config."""
+    def load_state(self, device) -> tuple[TrainingState | None, dict | None]:
+        """The current state (checked against the manifest) and the run's config; (None,
+        config) when the run saved no state yet (config None: not even its first manifest)."""
         name = self.manifest.get("state")
         if not name:
-            raise InputError(f"--resume: {self.path} holds no saved state yet")
-        path = self.path / name
-        entry = self.manifest["files"].get(name)
-        if not path.is_file() or entry is None or atomic.sha256(path) != entry["sha256"]:
-            raise InputError(f"--resume: {path} is missing or does not match {MANIFEST}")
+            return None, self.manifest.get("config")
+        path = ownership.inside(self.path, name)
+        entry = self.manifest["files"][name]
+        if not ownership.is_file(self.path, name) or atomic.sha256(path) != entry["sha256"]:
+            raise InputError(
+                f"--resume: {path} is missing or does not match {MANIFEST}; the run cannot "
+                "continue from it (start again with --overwrite)"
+            )
         return load_state(path, device)
 
     def write_observation(self, pixels: np.ndarray) -> None:
-        save_png_atomic(self.path / "observed.png", pixels)
-        self._wrote("observed.png")
+        self._write("observed.png", lambda tmp: save_png(tmp, pixels))
 
     def grade_done(self, result: FitResult, reconstruction: np.ndarray, metrics: dict) -> None:
         """After grade k: its PNG, the reconstruction, the model files and metrics.json."""
-        name = f"grade_{len(result.model)}.png"
-        save_png_atomic(self.path / name, reconstruction)
-        atomic.atomic_write(
-            self.path / "reconstruction.npy",
+        self._write(f"grade_{len(result.model)}.png", lambda tmp: save_png(tmp, reconstruction))
+        self._write(
+            "reconstruction.npy",
             lambda tmp: np.save(tmp, reconstruction.astype(np.float32, copy=False)),
         )
-        save_checkpoint(self.path / CHECKPOINT_STEM, result.model, metrics["config"])
+        tensors, text = checkpoint_contents(result.model, metrics["config"])
+        self._write(f"{CHECKPOINT_STEM}.safetensors", lambda tmp: write_tensors(tmp, tensors))
+        self._write(f"{CHECKPOINT_STEM}.json", lambda tmp: tmp.write_text(text))
         self.write_metrics(metrics)
-        for written in (name, "reconstruction.npy", "model.safetensors", "model.json"):
-            self._wrote(written)
 
     def write_metrics(self, metrics: dict) -> None:
-        atomic.write_text(self.path / "metrics.json", json.dumps(metrics, indent=2))
-        self._wrote("metrics.json")
+        text = strict_dumps(metrics, indent=2)
+        self._write("metrics.json", lambda tmp: tmp.write_text(text))
 
     def write_curves(self, result: FitResult, title: str) -> None:
         if result.records:
-            atomic.atomic_write(
-                self.path / "curves.png", lambda tmp: plot_curves(result.records, tmp, title)
-            )
-            self._wrote("curves.png")
-
-
-class RankRun:
-    """A run directory as each rank calls it: ``run_dir`` on rank 0 (None elsewhere) does every
-    call, whose failure every rank raises (``World.on_main``); with one process, the directory
-    itself. ``path`` is the directory's path on every rank."""
-
-    def __init__(self, run_dir: RunDirectory | None, path: Path, world: World):
-        self.run_dir, self.path, self.world = run_dir, path, world
-
-    def _main(self, call):
-        return self.world.on_main(lambda: call(self.run_dir))
-
-    @property
-    def progress_log(self) -> Path | None:
-        return self.run_dir.progress_log if self.run_dir is not None else None
-
-    def load_state(self, device) -> tuple[TrainingState, dict]:
-        """Rank 0's current state and config, on every rank."""
-        return self.world.broadcast(self._main(lambda d: d.load_state(device)))
-
-    def save_state(self, state: TrainingState, config: dict) -> None:
-        self._main(lambda d: d.save_state(state, config))
-
-    def write_observation(self, pixels: np.ndarray) -> None:
-        self._main(lambda d: d.write_observation(pixels))
-
-    def grade_done(self, result: FitResult, reconstruction: np.ndarray, metrics: dict) -> None:
-        self._main(lambda d: d.grade_done(result, reconstruction, metrics))
-
-    def write_metrics(self, metrics: dict) -> None:
-        self._main(lambda d: d.write_metrics(metrics))
-
-    def write_curves(self, result: FitResult, title: str) -> None:
-        self._main(lambda d: d.write_curves(result, title))
-
-    def commit(self) -> None:
-        self._main(lambda d: d.commit())
-
-
-def save_png_atomic(path: Path, pixels: np.ndarray) -> None:
-    atomic.atomic_write(path, lambda tmp: save_png(tmp, pixels))
+            self._write("curves.png", lambda tmp: plot_curves(result.records, tmp, title))
 
 
 def metrics_record(result: FitResult, config: dict, env: dict, status: str) -> dict:
@@ -267,3 +342,6 @@ def metrics_record(result: FitResult, config: dict, env: dict, status: str) -> d
     if result.grades_stop is not None:
         metrics["grades_stop"] = result.grades_stop
     return metrics
+
+
+__all__ = ["CHECKPOINT_STEM", "LOCK", "MANIFEST", "PROGRESS", "RunDirectory", "metrics_record"]

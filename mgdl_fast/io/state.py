@@ -8,17 +8,28 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..block import BlockShape
 from ..errors import InputError
+from ..train.config import ModelConfig, per_grade
 from ..train.history import GradeRecord
 from ..train.model import MultiGradeModel
 from ..train.state import GradeProgress, TrainingState
 from . import atomic
 from .checkpoint import encoding_meta, model_from_tensors, model_tensors
+from .schema import field, read_json
 
 FORMAT = "mgdl_fast.state/1"
+# Fields every grade record holds, and the optimizer tensors each optimizer saves (shape None:
+# one per parameter; () a scalar).
+RECORD_FIELDS = {"grade": "int", "shape": "dict", "epochs_run": "count", "stop_reason": "str",
+                 "time_s": "number", "final": "dict"}  # fmt: skip
+OPTIMIZER_TENSORS: dict[str, dict[str, tuple | None]] = {
+    "adam": {"step": (), "exp_avg": None, "exp_avg_sq": None},
+    "gd": {"step": ()},
+}
 
 
 def save_state(path: str | Path, state: TrainingState, config: dict) -> None:
@@ -52,30 +63,26 @@ def save_state(path: str | Path, state: TrainingState, config: dict) -> None:
 
 
 def load_state(path: str | Path, device: torch.device) -> tuple[TrainingState, dict]:
-    """The state and config saved at ``path``, tensors on ``device`` (the RNG state on CPU)."""
+    """The state and config saved at ``path``, tensors on ``device`` (the RNG state on CPU).
+    Every field and tensor is checked (``_check_meta``, ``_current``): a damaged state is one
+    InputError naming the file and the field."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
-            meta = json.loads((fh.metadata() or {})["state"])
+            text = (fh.metadata() or {}).get("state")
             tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
-    except (OSError, SafetensorError, KeyError, ValueError) as exc:
-        raise InputError(f"cannot read the run state {path}: {exc}") from None
-    if meta.get("format") != FORMAT:
+    except Exception as exc:  # OS and safetensors errors
+        raise InputError(f"cannot read the run state {path}: {atomic.reason(exc)}") from None
+    if text is None:
+        raise InputError(f"{path}: field state (the file's metadata) is missing")
+    meta = read_json(path, text)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{path} is not an mgdl_fast run state (format {FORMAT})")
-    grades, encoding = meta["grades"], meta.get("encoding")
+    config, grades, encoding, records = _check_meta(path, meta)
     model = model_from_tensors(grades, tensors, path, encoding) if grades else None
-    current = None
-    if meta["current"] is not None:
-        c = meta["current"]
-        prefix = "current.optimizer."
-        optimizer = {
-            n[len(prefix) :]: t.to(device) for n, t in tensors.items() if n.startswith(prefix)
-        }
-        series = {name: (list(e), list(v)) for name, (e, v) in c["series"].items()}
-        current = GradeProgress(
-            grade=c["grade"], epoch=c["epoch"], params=tensors["current.params"].to(device),
-            optimizer=optimizer, stop_rule=c["stop_rule"], series=series,
-            elapsed_s=c["elapsed_s"], lr=c["lr"], retries=c["retries"],
-        )  # fmt: skip
+    rng = tensors.get("rng.torch")
+    expected_rng = torch.get_rng_state()
+    if rng is not None and (rng.dtype != expected_rng.dtype or rng.shape != expected_rng.shape):
+        raise InputError(f"{path}: tensor rng.torch has the wrong size or type")
     objective = {
         n.removeprefix("objective."): t.to(device)
         for n, t in tensors.items()
@@ -83,9 +90,88 @@ def load_state(path: str | Path, device: torch.device) -> tuple[TrainingState, d
     }
     state = TrainingState(
         model=model.to(device) if model is not None else MultiGradeModel(),
-        records=[GradeRecord.from_dict(r) for r in meta["records"]],
-        current=current,
+        records=records,
+        current=_current(path, meta, tensors, config, len(grades), device),
         objective=objective,
-        rng=tensors.get("rng.torch"),
+        rng=rng,
     )
-    return state, meta["config"]
+    return state, config
+
+
+def _check_meta(path, meta: dict) -> tuple[dict, list, dict | None, list[GradeRecord]]:
+    config = field(path, meta, "config", "dict")
+    for part in ("model", "train", "task", "image"):
+        field(path, config, part, "dict", where="config.")
+    grades = field(path, meta, "grades", "list")
+    encoding = field(path, meta, "encoding", "dict", null=True)
+    records = []
+    for k, record in enumerate(field(path, meta, "records", "list")):
+        where = f"records[{k}]."
+        for name, kind in RECORD_FIELDS.items():
+            field(path, record, name, kind, where=where)
+        records.append(GradeRecord.from_dict(record))
+    field(path, meta, "current", "dict", null=True)
+    if len(records) != len(grades):
+        raise InputError(f"{path}: field records lists {len(records)} grades, grades {len(grades)}")
+    return config, grades, encoding, records
+
+
+def _current(path, meta: dict, tensors: dict, config: dict, finished: int, device):
+    """The grade in progress, each field and tensor checked against the saved config."""
+    c = meta["current"]
+    if c is None:
+        return None
+    w = "current."
+    grade = field(path, c, "grade", "int", where=w)
+    if grade != finished + 1:
+        raise InputError(f"{path}: field current.grade is {grade}, after {finished} finished")
+    epochs = per_grade(config["train"].get("epochs"), grade - 1)
+    epoch = field(path, c, "epoch", "int", where=w)
+    if not (isinstance(epochs, int) and -1 <= epoch < epochs):
+        raise InputError(f"{path}: field current.epoch {epoch} is outside -1..{epochs - 1}")
+    series = field(path, c, "series", "dict", where=w)
+    for name, pair in series.items():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, list) for p in pair)
+                and len(pair[0]) == len(pair[1])):  # fmt: skip
+            raise InputError(f"{path}: field current.series.{name} must be [epochs, values]")
+    params = tensors.get("current.params")
+    numel = _grade_numel(path, config, grade)
+    if params is None or params.shape != (numel,) or not params.is_floating_point():
+        raise InputError(f"{path}: tensor current.params is missing or not [{numel}] floats")
+    prefix = "current.optimizer."
+    optimizer = {n[len(prefix) :]: t for n, t in tensors.items() if n.startswith(prefix)}
+    wanted = OPTIMIZER_TENSORS[config["train"].get("optimizer", "adam")]
+    for name, shape in wanted.items():
+        t = optimizer.get(name)
+        if t is None or tuple(t.shape) != (shape if shape is not None else (numel,)):
+            raise InputError(f"{path}: tensor {prefix}{name} is missing or of the wrong size")
+    return GradeProgress(
+        grade=grade, epoch=epoch, params=params.to(device),
+        optimizer={n: t.to(device) for n, t in optimizer.items() if n in wanted},
+        stop_rule=field(path, c, "stop_rule", "dict", where=w),
+        series={name: (list(e), list(v)) for name, (e, v) in series.items()},
+        elapsed_s=float(field(path, c, "elapsed_s", "number", where=w)),
+        lr=float(field(path, c, "lr", "positive", where=w)),
+        retries=field(path, c, "retries", "list", where=w),
+    )  # fmt: skip
+
+
+def _grade_numel(path, config: dict, grade: int) -> int:
+    """Parameters of grade ``grade`` (1-based) as the saved config builds it."""
+    try:
+        model_cfg = ModelConfig(**config["model"])
+        enc = model_cfg.encoding_config()
+        per_input = 1 if enc.kind == "fourier" else 2  # positional: 2m per coordinate
+        reads = 2 if enc.kind == "none" else 2 * enc.frequencies * per_input
+        out_dim = int(config["image"]["channels"])
+        if model_cfg.kind == "sgdl":
+            depth = model_cfg.planned_grades * model_cfg.layers_of(0)
+            return BlockShape(reads, model_cfg.width_of(0), depth, out_dim).num_params
+        for k in range(grade):
+            shape = BlockShape(reads, model_cfg.width_of(k), model_cfg.layers_of(k), out_dim)
+            reads = shape.width
+        return shape.num_params
+    except (InputError, TypeError, ValueError, KeyError) as exc:
+        raise InputError(
+            f"{path}: field config.model does not build grade {grade} ({exc})"
+        ) from None

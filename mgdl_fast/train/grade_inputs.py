@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ..backends.engine import Engine
+from ..io.atomic import WriteError
 from .cache import FeatureCache, GeneratedInputs, MemoryStore, RecomputedFeatures, freeze_grade
 from .config import TrainConfig
 from .distributed import SINGLE
@@ -73,31 +75,46 @@ def new_store(cfg: TrainConfig, inputs, splits, engine: Engine, width: int, work
         return _NullStore(engine.rows, width, device)
     rows, dtype = {s: inputs.rows(s) for s in splits}, cfg.feature_dtype(device)
     if cfg.feature_store == "disk":
-        return DiskFeatures(work.path / f"features-grade{grade}", rows, width, dtype, device)
+        folder = work.path / f"features-grade{grade}"
+        return DiskFeatures(folder, rows, width, dtype, device, claim=work.claim)
     if cfg.feature_store == "host" and device.type == "cuda":
         return HostFeatures(rows, width, dtype, device)
     return MemoryStore(rows, width, dtype, device)
 
 
 class WorkDir:
-    """The directory disk-stored features go to: the caller's, or a temporary one (the
-    trainer gives ranks other than 0 a temporary one: they never write in the run)."""
+    """The directory disk-stored features go to: ``path`` (made if missing; with ``claim``,
+    a run directory's folder whose every folder and file is recorded before it is made), or a
+    temporary one (the trainer gives ranks other than 0 a temporary one: they never write in
+    the run). Only what it made is removed."""
 
-    def __init__(self, path: str | Path | None):
-        self._given = path
+    def __init__(self, path: str | Path | None, claim: Callable[[Path, str], object] | None = None):
+        self._given = Path(path) if path is not None else None
+        self.claim = claim
         self._temp: str | None = None
+        self._made = False
 
     @property
     def path(self) -> Path:
-        if self._given is not None:
-            return Path(self._given)
-        if self._temp is None:
-            self._temp = tempfile.mkdtemp(prefix="mgdl_fast_features_")
-        return Path(self._temp)
+        if self._given is None:
+            if self._temp is None:
+                self._temp = tempfile.mkdtemp(prefix="mgdl_fast_features_")
+            return Path(self._temp)
+        if not self._made and not self._given.is_dir():
+            if self.claim is not None:
+                self.claim(self._given, "dir")
+            try:
+                self._given.mkdir(parents=self.claim is None)
+            except OSError as exc:
+                raise WriteError(f"cannot create {self._given}: {exc.strerror}") from None
+            self._made = True
+        return self._given
 
     def close(self) -> None:
         if self._temp is not None:
             shutil.rmtree(self._temp, ignore_errors=True)
+        elif self._made and self._given is not None and not any(self._given.iterdir()):
+            self._given.rmdir()
 
 
 class Freezer:

@@ -1,11 +1,12 @@
 """How a run shows progress: a bar on a terminal; one line every few seconds when stderr is not
 a terminal (a log file) or is too narrow for a bar; nothing with ``quiet``; and, when a log
-path is given, every recorded value as JSON lines that a front end can follow (``tail -f``).
+path is given, every recorded value as JSON lines that a front end can follow (``tail -f``):
+strict JSON (a NaN or infinity is null, and listed in the line's ``non_finite``), appended
+never through a symbolic link, a failed write one ``WriteError``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import sys
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import TextIO
 
 from tqdm.auto import tqdm
+
+from ..io import atomic
+from ..io.schema import strict_dumps
 
 MIN_BAR_COLUMNS = 40
 LINE_EVERY_S = 5.0
@@ -106,8 +110,7 @@ class Progress:
         if self.log_path is None:
             return
         entry = {"time": round(time.time(), 3), "event": kind, **fields}
-        with open(self.log_path, "a") as fh:
-            fh.write(json.dumps(entry) + "\n")
+        atomic.append_text(self.log_path, strict_dumps(entry) + "\n")
 
     def finish(self) -> None:
         if self.line_mode and self._done > self._start_done:

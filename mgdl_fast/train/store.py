@@ -16,12 +16,14 @@ next grade's inputs (``train.cache``'s ``chunks`` interface).
 from __future__ import annotations
 
 import os
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
+from ..io import atomic
+from ..io.atomic import WriteError
 from .cache import Chunks
 
 
@@ -112,21 +114,36 @@ class _Staged:
 
 
 class DiskFeatures(_Staged):
-    """Features in raw files ``<directory>/<split>.features``."""
+    """Features in raw files ``<directory>/<split>.features``. The directory and files are
+    new (never another's: created exclusively, never through a link); ``claim(path, kind)``,
+    when given, records each before it is made (a run's record); ``release`` removes only
+    them."""
 
-    def __init__(self, directory: str | Path, rows: dict[str, int], width: int, dtype, device):
+    def __init__(self, directory: str | Path, rows: dict[str, int], width: int, dtype, device,
+                 claim: Callable[[Path, str], object] | None = None):  # fmt: skip
         super().__init__(rows, width, dtype, device)
         self.directory = Path(directory)
+        self._fds: dict[str, int] = {}
+        self._made_dir = False
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._fds = {}
+            if claim is not None:
+                claim(self.directory, "dir")
+            if not self.directory.is_dir() or self.directory.is_symlink():
+                self.directory.mkdir()
+                self._made_dir = True
             for split, n in rows.items():
-                path = self.directory / f"{split}.features"
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-                os.ftruncate(fd, n * width * self._itemsize())
-                self._fds[split] = fd
+                path = self._path(split)
+                if claim is not None:
+                    claim(path, "scratch")
+                flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                self._fds[split] = os.open(path, flags, 0o666)
+                os.ftruncate(self._fds[split], n * width * self._itemsize())
         except OSError as exc:
-            raise InputError(f"cannot store features in {self.directory}: {exc.strerror}") from None
+            self.release()
+            raise WriteError(f"cannot store features in {self.directory}: {exc.strerror}") from None
+
+    def _path(self, split: str) -> Path:
+        return self.directory / f"{split}.features"
 
     def _itemsize(self) -> int:
         return torch.empty((), dtype=self._dtype).element_size()
@@ -137,27 +154,33 @@ class DiskFeatures(_Staged):
     def write(self, split: str, start: int, features: torch.Tensor) -> None:
         data = features.detach().to("cpu", self._dtype).contiguous()
         view, offset = _bytes_view(data), self._offset(start)
-        while view:
-            written = os.pwrite(self._fds[split], view, offset)
-            view, offset = view[written:], offset + written
+        try:
+            with atomic.guarded(self._path(split).name):
+                while view:
+                    written = os.pwrite(self._fds[split], view, offset)
+                    view, offset = view[written:], offset + written
+        except OSError as exc:
+            raise WriteError(f"cannot write {self._path(split)}: {atomic.reason(exc)}") from None
 
     def _read(self, split: str, start: int, out: torch.Tensor) -> None:
         view, offset = _bytes_view(out), self._offset(start)
         while view:
             got = os.preadv(self._fds[split], [view], offset)
             if got == 0:
-                raise InputError(f"{self.directory}/{split}.features is shorter than recorded")
+                raise InputError(f"{self._path(split)} is shorter than recorded")
             view, offset = view[got:], offset + got
 
     def release(self, split: str | None = None) -> None:
-        """Close and delete one split's file (or every file and the directory)."""
+        """Close and delete one split's file (or every file, and the directory if this store
+        made it and nothing else is in it)."""
         for name in [split] if split is not None else list(self._fds):
             fd = self._fds.pop(name, None)
             if fd is not None:
                 os.close(fd)
-                (self.directory / f"{name}.features").unlink(missing_ok=True)
-        if split is None:
-            shutil.rmtree(self.directory, ignore_errors=True)
+                self._path(name).unlink(missing_ok=True)
+        if split is None and self._made_dir and not any(self.directory.iterdir()):
+            self.directory.rmdir()
+            self._made_dir = False
 
 
 class HostFeatures(_Staged):

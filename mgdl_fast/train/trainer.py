@@ -4,7 +4,8 @@ Each grade binds its backend once (``mgdl_fast.backends.bind``): the objective's
 optimizer updates and the freezing forward all run on that one engine, recorded per grade in
 ``GradeRecord.backend``. A run resumes from a ``TrainingState`` (finished grades, and the grade
 in progress exactly where it was saved) and, with ``on_diverge="retry"``, retrains a grade
-whose loss became NaN or infinite at half the learning rate, a bounded number of times.
+whose loss became NaN or infinite, or that collapsed (``train.health``: every unit dead, or
+worse than the mean predictor), at half the learning rate, a bounded number of times.
 
 A task sharded over ranks (``train.distributed``) trains data-parallel: every rank runs this
 same loop on its rows, its objective sums dW and metrics over ranks, and every decision (early
@@ -15,6 +16,7 @@ same steps and leave together.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -27,11 +29,12 @@ from ..backends.engine import Engine
 from ..block import BlockParams, BlockShape
 from ..encoding import make_encoding
 from ..errors import DivergenceError, InputError
+from ..tasks.regression import psnr_from_loss
 from .config import ModelConfig, TrainConfig
 from .distributed import SINGLE
 from .early_stop import ValidationSmoothing
 from .grade_inputs import Freezer, WorkDir, grade_inputs
-from .health import grade_health
+from .health import CollapseError, collapse_reason, grade_health, largest_activations
 from .history import GradeRecord
 from .loop import Grade, GradeHook, run_grade
 from .model import MultiGradeModel
@@ -115,7 +118,7 @@ def fit(
     hook: GradeHook | None = None,
     checkpointer: Checkpointer | None = None,
     on_diverge: str = "stop",
-    work_dir: str | Path | None = None,
+    work_dir: str | Path | WorkDir | None = None,
 ) -> FitResult:
     """Train ``model_cfg``'s grades one after another on ``task`` with ``objective``.
 
@@ -148,7 +151,9 @@ def fit(
         encoding = encoding.to(train_cfg.torch_device())
     inputs = grade_inputs(task, objective.splits, encoding, train_cfg)
     result = FitResult(MultiGradeModel(encoding=encoding), list(resume.records) if resume else [])
-    work = WorkDir(work_dir if world.is_main else None)
+    work = work_dir if isinstance(work_dir, WorkDir) else WorkDir(work_dir)
+    if not world.is_main:
+        work = WorkDir(None)
     freeze = Freezer(result, objective, train_cfg, work)
     for params, scale in zip(resume.model.grades, resume.model.scales) if resume else ():
         engine = bind_grade(params.shape, inputs, objective, train_cfg)
@@ -185,6 +190,10 @@ def fit(
     return result
 
 
+def _psnr(loss: float) -> float:
+    return psnr_from_loss(loss) if math.isfinite(loss) else -math.inf
+
+
 def _adaptive_stop(model_cfg: ModelConfig, records: list[GradeRecord]) -> str | None:
     """Why ``grades="auto"`` adds no further grade, or None: the newest grade raised the
     validation PSNR by less than ``min_gain_db``."""
@@ -217,6 +226,7 @@ class _GradeTrainer:
                 run, engine, params, graph = self._attempt(
                     start, lr, retries, progress, hook, checkpointer
                 )
+                self._check_collapse(run, engine, params)
                 break
             except DivergenceError as exc:
                 if on_diverge != "retry" or len(retries) >= MAX_RETRIES:
@@ -250,6 +260,27 @@ class _GradeTrainer:
         )
         progress.event("grade_end", grade=self.number, **{k: v for k, v in final.items()})
         return inputs
+
+    def _check_collapse(self, run, engine, params) -> None:
+        """Raise CollapseError for a grade that failed outright (``train.health``): its
+        train PSNR is compared with the mean predictor's and with its initial parameters'. A
+        grade a hook stopped (an experiment's own rule) is the hook's to judge."""
+        if run.stop_reason not in ("max_epochs", "early_stopping"):
+            return
+        objective, cfg = self.objective, self.cfg
+        largest = largest_activations(engine, params, self.inputs)
+        getattr(objective, "world", SINGLE).all_reduce_(largest, op="max")
+        baseline = getattr(objective, "mean_predictor_psnr", lambda: None)()
+        loss = float(objective.record(self.inputs, params, with_test=False)["train_loss"])
+        psnr = start = None
+        if baseline is not None:
+            initial = BlockParams.init(self.shape, seed=cfg.seed, device=params.flat.device,
+                                       scheme=cfg.init)  # fmt: skip
+            first = float(objective.record(self.inputs, initial, with_test=False)["train_loss"])
+            psnr, start = _psnr(loss), _psnr(first)
+        why = collapse_reason(largest, psnr, baseline, start)
+        if why is not None:
+            raise CollapseError(self.number, run.epochs - 1, loss, why)
 
     def _attempt(self, start: GradeProgress | None, lr, retries, progress, hook, checkpointer):
         cfg, objective = self.cfg, self.objective

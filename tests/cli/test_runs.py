@@ -205,10 +205,10 @@ def test_predict_writes_tiff_and_npy_and_shows_progress(finished, capsys):
 def test_a_full_disk_is_one_line(tiny_png, tmp_path, capsys, monkeypatch):
     original = atomic.atomic_write
 
-    def full(path, write):
+    def full(path, write, **options):
         if str(path).endswith("grade_2.png"):
             raise atomic.WriteError(f"cannot write {path}: No space left on device")
-        return original(path, write)
+        return original(path, write, **options)
 
     monkeypatch.setattr(atomic, "atomic_write", full)
     code, _, err = run_cli(["fit", tiny_png, "--out", tmp_path / "o", *TINY], capsys)

@@ -11,7 +11,7 @@ import torch
 from mgdl_fast import BlockParams, BlockShape
 from mgdl_fast.errors import InputError
 from mgdl_fast.grid import grid_rows
-from mgdl_fast.io import render
+from mgdl_fast.io import render, sinks
 from mgdl_fast.train.model import MultiGradeModel
 
 
@@ -46,9 +46,9 @@ def test_every_format_holds_the_prediction(tmp_path, channels):
 
 
 def test_a_png_larger_than_memory_is_refused(monkeypatch):
-    monkeypatch.setattr(render.psutil, "virtual_memory", lambda: type("M", (), {"available": 1e6}))
+    monkeypatch.setattr(sinks.psutil, "virtual_memory", lambda: type("M", (), {"available": 1e6}))
     with pytest.raises(InputError, match="write .tif or .zarr"):
-        render.check_png_fits((30000, 30000, 1))
+        sinks.check_png_fits((30000, 30000, 1))
 
 
 def test_large_tiffs_are_bigtiff(tmp_path, monkeypatch):

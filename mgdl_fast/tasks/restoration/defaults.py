@@ -20,6 +20,8 @@ SELECTED = {
 }
 # Observation defaults: noise in /255 units, blur sigma in pixels (PROTOCOL 1.2, 1.3).
 OBSERVATION = {"denoise": (10.0, None), "deblur": (3.0, 3.0)}
+# The largest blur sigma accepted, checked before its kernel is made: the protocol uses 3-7.
+MAX_BLUR = 100.0
 # A restoration run: 3 hidden layers per grade (SGDL: 12), PSNR logged every 100 iterations,
 # no early stopping, fp32 features (as the authors' JAX); test_every None: at every record
 # (the objective records one PSNR, against the clean image, for its only split).
@@ -80,5 +82,13 @@ def _check(config: dict) -> None:
         raise InputError(f"beta out of range: {beta!r} (need beta > 0)")
     if not (math.isfinite(lam) and lam >= 0):
         raise InputError(f"lambda out of range: {lam!r} (need lambda >= 0)")
+    seed = config["noise_seed"]
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63):
+        raise InputError(f"--noise-seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
     if config["blur"] is not None:
         kernel_size(config["blur"])
+        if config["blur"] > MAX_BLUR:
+            raise InputError(
+                f"--blur must be at most {MAX_BLUR:g} pixels (a {kernel_size(MAX_BLUR)}-pixel "
+                f"kernel), got {config['blur']:g}"
+            )
