@@ -79,7 +79,7 @@ def _allreduce_s(world, numel: int) -> float:
     """Median seconds of one all_reduce of a ``[numel + 1]`` fp32 buffer over the ranks."""
     import torch
 
-    from mgdl_fast.train.distributed import PackedSum
+    from mgdl_fast.distributed import PackedSum
 
     packed = PackedSum(world, numel, torch.device("cpu"))
     times = []
@@ -95,8 +95,8 @@ def worker(args) -> None:
     import torch
 
     import mgdl_fast as mf
+    from mgdl_fast import distributed
     from mgdl_fast.tasks.regression import RegressionObjective, RegressionTask
-    from mgdl_fast.train import distributed
     from mgdl_fast.train.trainer import grade_shapes
 
     torch.set_num_threads(args.threads)

@@ -20,6 +20,7 @@ from .io.checkpoint import load_checkpoint, save_checkpoint
 from .io.images import Image, default_image, from_array, load_image
 from .nn import Grade, MultiGrade
 from .ops import adam_step, block_backward, block_forward, gd_step, grade_step
+from .run import Outcome, RunConfig, run_fit
 from .tasks import FunctionTask, RegressionObjective, RegressionTask
 from .tasks.base import GradeInputs, Objective, Split, Task
 from .tasks.regression import field_pixels
@@ -45,8 +46,10 @@ __all__ = [
     "MultiGradeModel",
     "Objective",
     "Options",
+    "Outcome",
     "RegressionObjective",
     "RegressionTask",
+    "RunConfig",
     "Split",
     "Task",
     "TrainConfig",
@@ -69,6 +72,7 @@ __all__ = [
     "nn",
     "ops",
     "save_checkpoint",
+    "run_fit",
 ]
 
 

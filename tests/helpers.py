@@ -25,6 +25,16 @@ def quick_train(**overrides) -> TrainConfig:
     return TrainConfig(**settings)
 
 
+def resolved(*argv: str) -> dict:
+    """The resolved configuration ``mgdl-fast fit ARGV`` would train with (nothing run)."""
+    from mgdl_fast.cli import build_parser
+    from mgdl_fast.cli.fit import description
+    from mgdl_fast.run.resolve import device_of, resolve
+
+    run, _ = description(build_parser().parse_args(["fit", *argv]))
+    return resolve(run, device_of(run))
+
+
 def run_cli(args, capsys):
     """Run ``mgdl-fast ARGS``; returns ``(exit code, stdout, stderr)``."""
     code = main([str(a) for a in args])

@@ -11,7 +11,6 @@ from ..io.render import render_to
 from ..io.sinks import FORMATS, check_output
 from ..train.config import resolve_device
 from ..train.progress import Progress
-from .fit_config import cpu_device
 
 # Bounds checked before anything is allocated: a side of 2^20 pixels (a 1-tera-pixel grid),
 # and a chunk of 2^26 rows.
@@ -59,7 +58,7 @@ def run(args) -> int:
         if not args.out:
             raise InputError("--out is empty; name the output file")
         check_output(Path(args.out), args.overwrite)
-    device = resolve_device(cpu_device(args.device) or "auto")
+    device = resolve_device(args.device or "auto")
     model, config = load_checkpoint(args.checkpoint, device=device)
     if args.size:
         height, width = args.size

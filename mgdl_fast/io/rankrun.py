@@ -1,4 +1,4 @@
-"""A run directory as every rank of a sharded run calls it (``train.distributed``).
+"""A run directory as every rank of a sharded run calls it (``mgdl_fast.distributed``).
 
 Rank 0 alone opens, locks and writes the directory (``io.rundir.RunDirectory``); ``RankRun``
 is what each rank holds: rank 0 does each call (a failure there is raised on every rank, so no
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.distributed import World
+from ..distributed import World
 from ..train.grade_inputs import WorkDir
 from ..train.state import TrainingState
 from ..train.trainer import FitResult
@@ -48,6 +48,9 @@ class RankRun:
 
     def save_state(self, state: TrainingState, config: dict) -> None:
         self._main(lambda d: d.save_state(state, config))
+
+    def write_description(self, text: str) -> None:
+        self._main(lambda d: d.write_description(text))
 
     def write_observation(self, pixels: np.ndarray) -> None:
         self._main(lambda d: d.write_observation(pixels))

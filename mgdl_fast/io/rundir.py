@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..distributed import current
 from ..errors import InputError, MGDLError
-from ..train.distributed import current
 from ..train.state import TrainingState
 from ..train.trainer import FitResult
 from . import atomic, ownership
@@ -53,6 +53,7 @@ from .state import load_state, save_state
 CHECKPOINT_STEM = "model"
 LOCK = ".lock"
 PROGRESS = "progress.jsonl"
+DESCRIPTION = "run.toml"
 FEATURES = "features"
 MODES = ("new", "overwrite", "resume")
 
@@ -301,6 +302,10 @@ class RunDirectory:
             )
         return load_state(path, device)
 
+    def write_description(self, text: str) -> None:
+        """``run.toml``: the run's resolved description (``mgdl_fast.run``), which reruns it."""
+        self._write(DESCRIPTION, lambda tmp: tmp.write_text(text))
+
     def write_observation(self, pixels: np.ndarray) -> None:
         self._write("observed.png", lambda tmp: save_png(tmp, pixels))
 
@@ -344,4 +349,12 @@ def metrics_record(result: FitResult, config: dict, env: dict, status: str) -> d
     return metrics
 
 
-__all__ = ["CHECKPOINT_STEM", "LOCK", "MANIFEST", "PROGRESS", "RunDirectory", "metrics_record"]
+__all__ = [
+    "CHECKPOINT_STEM",
+    "DESCRIPTION",
+    "LOCK",
+    "MANIFEST",
+    "PROGRESS",
+    "RunDirectory",
+    "metrics_record",
+]

@@ -9,6 +9,7 @@ frozen grades' cached features after that.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -19,6 +20,17 @@ if TYPE_CHECKING:
     from ..backends.engine import Engine
     from ..block import BlockParams
     from ..train.history import MetricLog
+
+
+@dataclass(frozen=True)
+class MemoryTerms:
+    """What a task holds, for the memory planner (``train.memory``): the rows of each split of
+    an ``height x width`` image (all ranks together), and the objective's fp32 arrays per
+    channel: values per split row (a residual) and per pixel (image-space arrays of a loss)."""
+
+    splits: Callable[[int, int], dict[str, int]]
+    objective_per_row: int = 0
+    objective_per_pixel: int = 0
 
 
 @dataclass

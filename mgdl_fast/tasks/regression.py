@@ -5,9 +5,9 @@ Loss 0.5 * mean((pred - y)^2); PSNR = -10 log10(2 * loss / peak^2), peak 1 for i
 [0, 1] (the objective's ``peak``: a physical field's data range). The objective fits the
 residual of the frozen grades; ``DEFAULTS`` and ``EPOCHS`` are the papers' settings.
 
-Sharded over the ranks of a ``train.distributed.World``, a task holds only its contiguous rows of
-every split (coordinates, targets; the objective's residuals follow) and ``totals`` gives each
-split's rows over all ranks; the objective's steps and records then sum over ranks.
+Sharded over the ranks of a ``mgdl_fast.distributed.World``, a task holds only its contiguous
+rows of every split (coordinates, targets; the objective's residuals follow) and ``totals``
+gives each split's rows over all ranks; the objective's steps and records then sum over ranks.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..distributed import SINGLE, PackedSum, World, current, gather_rows
 from ..errors import InputError
 from ..grid import coordinate_grid
-from ..train.distributed import SINGLE, PackedSum, World, current, gather_rows
 from .base import Split
 
 SPLITS = ("train", "val", "test")
@@ -317,6 +317,11 @@ def _lattice_grid(shape: tuple[int, ...], name: str) -> tuple[int, int]:
 def _lattice_rows(shape: tuple[int, ...], name: str) -> int:
     rows, cols = _lattice_grid(shape, name)
     return rows * cols
+
+
+def split_rows(height: int, width: int) -> dict[str, int]:
+    """Rows of each split of a ``height x width`` image."""
+    return {name: _lattice_rows((height, width), name) for name in SPLIT_LATTICE}
 
 
 def lattice_coords(shape, name: str, start: int, stop: int, device=None) -> torch.Tensor:

@@ -252,9 +252,12 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; otherwise check the named device exists."""
+    """'auto' -> cuda when available else cpu; ``cpu:N`` is the one CPU device; otherwise
+    check the named device exists."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.split(":")[0].strip() == "cpu":
+        name = "cpu"
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 from ..backends.engine import Engine
+from ..distributed import SINGLE
 from ..io.atomic import WriteError
 from .cache import FeatureCache, GeneratedInputs, MemoryStore, RecomputedFeatures, freeze_grade
 from .config import TrainConfig
-from .distributed import SINGLE
 from .store import DiskFeatures, HostFeatures
 
 

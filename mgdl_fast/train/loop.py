@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..block import FlatParams
+from ..distributed import SINGLE
 from ..errors import DivergenceError
 from ..tasks.base import GradeInputs, Objective
 from .config import TrainConfig
-from .distributed import SINGLE
 from .early_stop import ValidationSmoothing
 from .epochs import EpochRunner
 from .history import MetricLog

@@ -41,14 +41,11 @@ import torch
 from ..backends import AUTO_ORDER, get_backend, reasons, requested_backend
 from ..backends.base import Options
 from ..block import BlockShape
+from ..tasks.base import MemoryTerms
 
 # What ``--max-memory`` leaves for the system and the page cache by default.
 MARGIN_FRACTION = 0.1
 MIN_MARGIN_BYTES = 1 << 30
-# Image-space arrays of one TV step per pixel and channel, fp32: the accumulated image, u
-# (two), the prediction, its differences (two) and prox output (two), the blur, the loss
-# graph's saved tensors and the gradient (counted in objective.py's step).
-TV_ARRAYS = 16
 # Bytes per chunk row and encoded input (2m of them) of encoding a chunk: the angles (m fp32),
 # and the chunk buffer (2m fp32) when streaming.
 ENCODE_ANGLE_BYTES, ENCODE_CHUNK_BYTES = 2, 4
@@ -61,7 +58,7 @@ class Problem:
     height: int
     width: int
     channels: int
-    task: str
+    terms: MemoryTerms
     shapes: tuple[BlockShape, ...]
     cache_bytes: int
     precision: str
@@ -80,10 +77,7 @@ class Problem:
     @property
     def split_rows(self) -> dict[str, int]:
         """Rows of each split on this rank."""
-        if self.task != "regression":
-            return {"train": _share(self.pixels, self.ranks)}
-        h, w = self.height, self.width
-        rows = {"train": -(-h // 2) * -(-w // 2), "val": (h // 2) * (w // 2), "test": h * w}
+        rows = self.terms.splits(self.height, self.width)
         return {name: _share(n, self.ranks) for name, n in rows.items()}
 
 
@@ -170,13 +164,15 @@ def estimate(problem: Problem, baseline: int) -> Estimate:
     rows = problem.split_rows
     total_rows, test_rows = sum(rows.values()), rows.get("test", rows["train"])
     c, b, f32 = problem.channels, problem.cache_bytes, 4
-    regression = problem.task == "regression"
     parts = {"baseline": baseline}
     parts["image"] = problem.pixels * c * 8 if problem.load_image else 0
     coords = 0 if problem.stream else total_rows * 2 * f32
     parts["splits"] = coords + total_rows * c * f32
+    terms = problem.terms
     parts["objective"] = (
-        total_rows * c * f32 if regression else TV_ARRAYS * _share(problem.pixels, 1) * c * f32
+        (terms.objective_per_row * total_rows + terms.objective_per_pixel * problem.pixels)
+        * c
+        * f32
     )
     first = problem.shapes[0]
     encoded = first.in_dim != 2

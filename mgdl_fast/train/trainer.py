@@ -7,7 +7,7 @@ in progress exactly where it was saved) and, with ``on_diverge="retry"``, retrai
 whose loss became NaN or infinite, or that collapsed (``train.health``: every unit dead, or
 worse than the mean predictor), at half the learning rate, a bounded number of times.
 
-A task sharded over ranks (``train.distributed``) trains data-parallel: every rank runs this
+A task sharded over ranks (``mgdl_fast.distributed``) trains data-parallel: every rank runs this
 same loop on its rows, its objective sums dW and metrics over ranks, and every decision (early
 stopping, divergence, a checkpoint, a signal, another grade) is agreed, so the ranks take the
 same steps and leave together.
@@ -27,11 +27,11 @@ import torch
 from ..backends import bind
 from ..backends.engine import Engine
 from ..block import BlockParams, BlockShape
+from ..distributed import SINGLE
 from ..encoding import make_encoding
 from ..errors import DivergenceError, InputError
 from ..tasks.regression import psnr_from_loss
 from .config import ModelConfig, TrainConfig
-from .distributed import SINGLE
 from .early_stop import ValidationSmoothing
 from .grade_inputs import Freezer, WorkDir, grade_inputs
 from .health import CollapseError, collapse_reason, grade_health, largest_activations

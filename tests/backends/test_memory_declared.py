@@ -10,6 +10,7 @@ import torch
 from mgdl_fast import BlockShape, Options, backends
 from mgdl_fast.backends import selfcheck
 from mgdl_fast.backends.engine import counters
+from mgdl_fast.tasks import TASKS
 from mgdl_fast.train.memory import Problem, estimate, suggestions
 
 CPU = torch.device("cpu")
@@ -63,7 +64,7 @@ def test_planning_a_fit_and_its_suggestions_binds_and_launches_nothing(monkeypat
 
     monkeypatch.setattr(selfcheck, "validate", no_check)
     problem = Problem(
-        height=2048, width=2048, channels=1, task="regression",
+        height=2048, width=2048, channels=1, terms=TASKS["regression"].memory,
         shapes=(BlockShape(128, 128, 2, 1), BlockShape(128, 128, 2, 1)), cache_bytes=4,
         precision="auto", backend=None, device=CPU, stream=False, feature_store="memory",
         chunk_size=1 << 16, load_image=True,

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from mgdl_fast.cli import main
 from mgdl_fast.train.progress import Progress
 
-from ..helpers import run_cli
+from ..helpers import resolved, run_cli
 
 TINY = ["--epochs", "20", "--grades", "2", "--width", "16", "--quiet"]
 
@@ -189,19 +189,18 @@ def test_predict_refuses_a_bad_checkpoint(tmp_path, capsys):
 
 
 def test_default_image_uses_the_quick_preset_on_cpu():
-    from mgdl_fast.cli import build_parser
-    from mgdl_fast.cli.fit import DEFAULT_IMAGE, config_from_args
+    from mgdl_fast.run.resolve import DEFAULT_IMAGE
 
-    config = config_from_args(build_parser().parse_args(["fit", "--device", "cpu"]))
+    config = resolved("--device", "cpu")
     assert config["image"]["source"] == DEFAULT_IMAGE and config["preset"] == "quick"
     assert config["train"]["epochs"] == 300
     # docs/QUALITY.md: the quick preset reads Fourier features; the papers' presets do not.
     fourier = {"encoding": "fourier", "frequencies": 64, "sigma": 5.0}
     assert config["model"] == {**config["model"], **fourier}
-    paper = config_from_args(build_parser().parse_args(["fit", "--preset", "paper"]))
+    paper = resolved("--preset", "paper")
     assert paper["train"]["epochs"] == 10_000 and paper["train"]["early_stopping"]
     assert paper["model"]["encoding"] == "none"
-    raw = config_from_args(build_parser().parse_args(["fit", "--encoding", "none"]))
+    raw = resolved("--encoding", "none")
     assert raw["model"]["encoding"] == "none"
 
 

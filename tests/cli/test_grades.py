@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 
 from mgdl_fast import ModelConfig, RegressionTask, TrainConfig, fit
-from mgdl_fast.cli import build_parser
-from mgdl_fast.cli.fit_config import config_from_args
 from mgdl_fast.tasks.regression import RegressionObjective
 from mgdl_fast.train.trainer import grade_shapes
 
-from ..helpers import run_cli, small_camera
+from ..helpers import resolved, run_cli, small_camera
 
 TINY = ["--epochs", "20", "--width", "16", "--quiet"]
 
@@ -72,7 +70,7 @@ def test_adaptive_grades_need_a_validation_split(tiny_png, tmp_path, capsys):
 
 
 def test_the_colour_preset(tmp_path, capsys):
-    config = config_from_args(build_parser().parse_args(["fit", "--preset", "colour"]))
+    config = resolved("--preset", "colour")
     assert config["model"] == {**config["model"], "grades": 4, "width": 256, "layers": 3}
     assert config["train"]["lr"] == [1e-3, 1e-3, 5e-4, 5e-4]
     assert config["train"]["epochs"] == 10_000

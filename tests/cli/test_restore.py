@@ -9,17 +9,15 @@ import signal
 import numpy as np
 import pytest
 
-from mgdl_fast.cli import build_parser
-from mgdl_fast.cli.fit import config_from_args
 from mgdl_fast.train.progress import Progress
 
-from ..helpers import run_cli
+from ..helpers import resolved, run_cli
 
 TINY = ["--epochs", "20", "--grades", "2", "--width", "16", "--layers", "2", "--quiet"]
 
 
 def _config(*argv):
-    return config_from_args(build_parser().parse_args(["fit", "--device", "cpu", *argv]))
+    return resolved("--device", "cpu", *argv)
 
 
 def test_defaults_are_the_authors_selected_hyper_parameters():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mgdl_fast import fit
+from mgdl_fast import distributed, fit
 from mgdl_fast.io.lazy import lazy_from_array
 from mgdl_fast.tasks.regression import (
     RegressionObjective,
@@ -23,7 +23,6 @@ from mgdl_fast.tasks.regression import (
     StreamedRegressionTask,
 )
 from mgdl_fast.tasks.restoration import InverseTask, TVObjective
-from mgdl_fast.train import distributed
 from mgdl_fast.train.state import Checkpointer, Interrupted
 
 from ..helpers import quick_train, tiny_model

@@ -17,7 +17,7 @@ import signal
 import pytest
 import torch
 
-from mgdl_fast.train import distributed
+from mgdl_fast import distributed
 
 from . import scenarios
 from .launch import run_ranks

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from mgdl_fast import distributed
+from mgdl_fast.distributed import SINGLE, World
 from mgdl_fast.errors import InputError, MGDLError
 from mgdl_fast.io import rundir
-from mgdl_fast.train import distributed
-from mgdl_fast.train.distributed import SINGLE, World
 
 
 @pytest.mark.parametrize("total, size", [(7, 2), (8, 3), (1000, 8), (5, 5)])

@@ -13,7 +13,8 @@ import torch
 from skimage import data, transform
 
 from mgdl_fast.block import BlockShape
-from mgdl_fast.cli import fit_memory
+from mgdl_fast.run import plan as run_plan
+from mgdl_fast.tasks import TASKS
 from mgdl_fast.train.memory import Problem, estimate, parse_bytes, suggestions
 
 from ..helpers import run_cli
@@ -62,7 +63,7 @@ def test_estimate_is_within_20_percent_of_measured_peak_rss(tmp_path, side, opti
 def fresh_baseline(monkeypatch):
     """In-process CLI runs see the test process's own size as their baseline; pin it to a
     fresh process's (about 260 MB) so the limits below mean the same in any test order."""
-    monkeypatch.setattr(fit_memory, "baseline_bytes", lambda: 260 << 20)
+    monkeypatch.setattr(run_plan, "baseline_bytes", lambda: 260 << 20)
 
 
 def test_a_run_above_max_memory_is_refused_naming_what_fits(tmp_path, capsys, fresh_baseline):
@@ -93,7 +94,7 @@ def test_auto_streams_when_only_streaming_fits(tmp_path, capsys, fresh_baseline)
 
 def _problem(**overrides) -> Problem:
     settings = dict(
-        height=8192, width=8192, channels=1, task="regression",
+        height=8192, width=8192, channels=1, terms=TASKS["regression"].memory,
         shapes=(BlockShape(2, 128, 2, 1), BlockShape(128, 128, 2, 1)), cache_bytes=4,
         precision="fp32", backend="torch", device=torch.device("cpu"), stream=False,
         feature_store="memory", chunk_size=1 << 16, load_image=True,

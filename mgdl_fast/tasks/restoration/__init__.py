@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import torch
 
-from .defaults import DEFAULTS, EPOCHS, RESTORE_TASKS, defaults, task_config
+from .defaults import DEFAULTS, EPOCHS, OPTIONS, RESTORE_TASKS, TV_ARRAYS, defaults, task_config
 from .objective import TVObjective
 from .observation import InverseTask
 
 __all__ = [
     "DEFAULTS",
     "EPOCHS",
+    "OPTIONS",
     "RESTORE_TASKS",
+    "TV_ARRAYS",
     "InverseTask",
     "TVObjective",
     "defaults",

@@ -9,6 +9,14 @@ from ...errors import InputError
 from .operators import kernel_size
 
 RESTORE_TASKS = ("denoise", "deblur")
+# The run description's options of these tasks -> their key in config['task'] (all fixed for a
+# resumed run: they define the observation and the loss).
+OPTIONS = {"noise": "noise_255", "blur": "blur", "beta": "beta", "lam": "lambda",
+           "noise_seed": "noise_seed"}  # fmt: skip
+# Image-space arrays of one TV step per pixel and channel, fp32: the accumulated image, u
+# (two), the prediction, its differences (two) and prox output (two), the blur, the loss
+# graph's saved tensors and the gradient (counted in objective.py's step).
+TV_ARRAYS = 16
 
 # (lr, beta, lambda) the authors selected on butterfly (PROTOCOL 3.5): denoise at noise 10/255,
 # deblur at blur sigma 3 with noise 3/255. Every other image and level uses them too.
@@ -47,7 +55,7 @@ def task_config(
     task: str,
     model: str,
     *,
-    noise_255: float | None = None,
+    noise: float | None = None,
     blur: float | None = None,
     beta: float | None = None,
     lam: float | None = None,
@@ -61,7 +69,7 @@ def task_config(
     noise0, blur0 = OBSERVATION[task]
     config = {
         "name": task,
-        "noise_255": noise0 if noise_255 is None else noise_255,
+        "noise_255": noise0 if noise is None else noise,
         "blur": (blur0 if blur is None else blur) if task == "deblur" else None,
         "beta": beta0 if beta is None else beta,
         "lambda": lam0 if lam is None else lam,

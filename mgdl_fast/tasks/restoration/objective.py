@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from ...block import BlockParams
+from ...distributed import SINGLE, PackedSum, RowGather, gather_rows
 from ...errors import InputError
-from ...train.distributed import SINGLE, PackedSum, RowGather, gather_rows
 from .observation import InverseTask
 from .operators import forward_diff, prox_l1, psnr, tv_loss
 

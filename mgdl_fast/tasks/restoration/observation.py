@@ -17,9 +17,9 @@ import math
 import numpy as np
 import torch
 
+from ...distributed import World, current
 from ...errors import InputError
 from ...grid import coordinate_grid, grid_rows
-from ...train.distributed import World, current
 from ..base import Split
 from .operators import blur, gaussian_kernel_1d
 

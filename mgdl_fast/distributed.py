@@ -33,7 +33,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from ..errors import InputError, MGDLError
+from .errors import InputError, MGDLError
 
 TIMEOUT_ENV = "MGDL_FAST_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 900.0
