@@ -42,11 +42,11 @@ def test_the_api_page_examples_run():
     run_blocks(blocks, {})
 
 
-def test_the_readme_python_api_examples_run(tmp_path, monkeypatch):
+def test_the_readme_python_api_examples_run(tmp_path, monkeypatch, tiny_png):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Python API") : readme.index("## Backends")]
     blocks = python_blocks(section)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     # CPU scale: a 32x32 image, 2 grades of width 16, 3 epochs, a 64x64 render.
     fit = blocks[0]
     for old, new in [
@@ -57,8 +57,17 @@ def test_the_readme_python_api_examples_run(tmp_path, monkeypatch):
     ]:
         assert old in fit, old
         fit = fit.replace(old, new)
+    service = blocks[1]
+    for old, new in [
+        ('"../shared/images/cameraman.tif"', repr(str(tiny_png))),
+        ("4, 128", "2, 16"),
+        ("epochs = 300", "epochs = 3"),
+    ]:
+        assert old in service, old
+        service = service.replace(old, new)
     monkeypatch.chdir(tmp_path)
-    run_blocks([fit, blocks[1]], {"SMALL_IMAGE": small_camera(32)})
+    run_blocks([fit, service, blocks[2]], {"SMALL_IMAGE": small_camera(32)})
+    assert (tmp_path / "runs" / "cam300" / "run.toml").is_file()
 
 
 def test_importing_loads_neither_jax_nor_a_kernel_backend():
