@@ -1,9 +1,8 @@
 """A time budget for a fit: each grade's epochs chosen from its own measured speed.
 
 Under ``TrainConfig.time_budget_s`` the configured epochs are each grade's most. A grade times
-its first epochs after its first block (which pays the one-off costs of a first call), up to
-and including one test record where one comes within ``MEASURE_INTERVALS`` record intervals,
-so that the rate counts every kind of epoch the grade runs. Then it chooses: the budget left
+one record interval of epochs after its first block (which pays the one-off costs of a first
+call), so that the timing itself costs little of a small share. Then it chooses: the budget left
 (the budget less the finished grades' ``time_s``) is shared evenly by the grades still to
 train, this one included, and the grade keeps the epochs that fit its share at the measured
 rate, in whole record intervals, never more than configured and never fewer than the first
@@ -25,9 +24,6 @@ from dataclasses import asdict, dataclass
 from typing import TypeGuard
 
 from ..errors import InputError
-
-# At most this many record intervals are timed before a grade chooses its epochs.
-MEASURE_INTERVALS = 5
 
 
 def now() -> float:
@@ -113,14 +109,13 @@ def choose_epochs(
 class GradeBudget:
     """One grade's place in the run's budget: the budget (s), what the finished grades spent
     (s), the grades still to train (this one included), the grade's configured epochs and
-    record cadence, and ``started``, the clock when it began less its time before a resume."""
+    record interval, and ``started``, the clock when it began less its time before a resume."""
 
     total_s: float
     spent_s: float
     grades_left: int
     configured: int
     record_every: int
-    test_every: int
     started: float
 
     @property
@@ -129,12 +124,10 @@ class GradeBudget:
         return max(0.0, self.total_s - self.spent_s) / self.grades_left
 
     def decide_at(self, first: int) -> int:
-        """The epoch after which the grade chooses, timing from the end of epoch ``first``: a
-        record epoch, one test interval later (at least one record interval, at most
-        ``MEASURE_INTERVALS``)."""
+        """The epoch after which the grade chooses, timing from the end of epoch ``first``: the
+        first record epoch at least one record interval later."""
         every = self.record_every
-        window = max(every, min(self.test_every, MEASURE_INTERVALS * every))
-        return -(-(first + window) // every) * every
+        return -(-(first + every) // every) * every
 
     def unmeasured(self, at: int) -> BudgetChoice:
         """The choice of a grade whose configured epochs end by epoch ``at``: all of them."""
@@ -161,7 +154,7 @@ class GradeBudget:
         speed = f"{rate * 1e3:.3g} ms/epoch over epochs {timed[0]}-{timed[1]}"
         share = (
             f"this grade's share {self.share_s:.1f} s of the {self.total_s:g} s budget "
-            f"({self.spent_s:.1f} s spent, {self.grades_left} grades left)"
+            f"({self.spent_s:.1f} s spent, grades left: {self.grades_left})"
         )
         if kind == "fits":
             return f"the configured {self.configured} epochs fit {share} at {speed}"
@@ -170,4 +163,4 @@ class GradeBudget:
         return f"even the least, {epochs} epochs, exceeds {share} at {speed}"
 
 
-__all__ = ["MEASURE_INTERVALS", "BudgetChoice", "GradeBudget", "choose_epochs", "now"]
+__all__ = ["BudgetChoice", "GradeBudget", "choose_epochs", "now"]

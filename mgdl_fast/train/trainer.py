@@ -271,7 +271,7 @@ class _GradeTrainer:
         spent = sum(r.time_s for r in self.result.records)
         return budgets.GradeBudget(
             cfg.time_budget_s, spent, self.total - self.number + 1, int(cfg.epochs),
-            cfg.record_every, cfg.test_every, started,
+            cfg.record_every, started,
         )  # fmt: skip
 
     def _settings(self, lr: float, run) -> dict:

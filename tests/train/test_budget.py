@@ -24,7 +24,7 @@ from mgdl_fast.train.state import Checkpointer
 
 from ..helpers import quick_train, run_cli, small_camera, tiny_model
 
-# 150 epochs a grade at most; the grade is timed over epochs 1-50 (one test interval).
+# 150 epochs a grade at most; the grade is timed over epochs 1-10 (one record interval).
 CONFIGURED = 150
 
 
@@ -80,19 +80,18 @@ def test_choose_epochs_keeps_fits_reduces_or_runs_the_least():
     assert choose_epochs(share_s=0.0, elapsed_s=0.0, seconds_per_epoch=0.0, **common)[0] == 300
 
 
-def test_grade_budget_times_one_test_interval_and_shares_what_is_left(monkeypatch):
-    budget = GradeBudget(60.0, 20.0, 4, 300, 10, 50, started=100.0)
+def test_grade_budget_times_one_record_interval_and_shares_what_is_left(monkeypatch):
+    budget = GradeBudget(60.0, 20.0, 4, 300, 10, started=100.0)
     assert budget.share_s == 10.0
-    assert budget.decide_at(0) == 50 and budget.decide_at(37) == 90
-    assert GradeBudget(60.0, 0, 1, 300, 100, 50, 0.0).decide_at(0) == 100
-    assert GradeBudget(60.0, 0, 1, 300, 10, 10**9, 0.0).decide_at(0) == 50
-    monkeypatch.setattr(budgets, "now", lambda: 105.1)
-    choice = budget.choose(0, 100.1, 50)  # 0.1 s/epoch over epochs 1-50, 5.1 s in the grade
-    assert choice.epochs == 100 and choice.measured == (1, 50) and choice.configured == 300
+    assert budget.decide_at(0) == 10 and budget.decide_at(37) == 50
+    assert GradeBudget(60.0, 0, 1, 300, 100, 0.0).decide_at(0) == 100
+    monkeypatch.setattr(budgets, "now", lambda: 101.1)
+    choice = budget.choose(0, 100.1, 10)  # 0.1 s/epoch over epochs 1-10, 1.1 s in the grade
+    assert choice.epochs == 100 and choice.measured == (1, 10) and choice.configured == 300
     assert choice.seconds_per_epoch == pytest.approx(0.1)
     assert "300 epochs would take 30.0 s" in choice.reason and "share 10.0 s" in choice.reason
     assert BudgetChoice.from_dict(choice.to_dict(), "x") == choice
-    assert GradeBudget(60.0, 80.0, 2, 300, 10, 50, 100.0).share_s == 0.0
+    assert GradeBudget(60.0, 80.0, 2, 300, 10, 100.0).share_s == 0.0
 
 
 @pytest.mark.parametrize(
@@ -119,7 +118,7 @@ def test_each_grade_chooses_from_its_speed_and_records_why(image, monkeypatch, t
     assert [r.time_s for r in result.records] == [100.0, 100.0]
     first = result.records[0].settings["budget"]
     assert first["epochs"] == 100 and first["configured"] == CONFIGURED
-    assert first["measured"] == [1, 50] and first["seconds_per_epoch"] == 1.0
+    assert first["measured"] == [1, 10] and first["seconds_per_epoch"] == 1.0
     assert "share 100.0 s of the 200 s budget" in first["reason"]
     assert "grade 1/2: time budget: 100 of 150 epochs" in stream.getvalue()
     events = [json.loads(line) for line in log.read_text().splitlines()]
@@ -130,19 +129,20 @@ def test_each_grade_chooses_from_its_speed_and_records_why(image, monkeypatch, t
 def test_sgdl_spends_its_budget_in_one_grade(image, monkeypatch):
     result = _fit(image, monkeypatch, 1.0, 60.0, kind="sgdl", grades=3)
     assert result.records[0].epochs_run == 60
-    least = _fit(image, monkeypatch, 1.0, 30.0, kind="sgdl", grades=3)
-    assert least.records[0].epochs_run == 60
-    assert least.records[0].settings["budget"]["reason"].startswith("even the least, 60 epochs")
+    # 11 epochs run when the choice is taken already exceed 5 s: the next record, epoch 20.
+    least = _fit(image, monkeypatch, 1.0, 5.0, kind="sgdl", grades=3)
+    assert least.records[0].epochs_run == 20
+    assert least.records[0].settings["budget"]["reason"].startswith("even the least, 20 epochs")
 
 
 def test_a_grade_that_ends_before_its_timing_keeps_its_epochs(image, monkeypatch):
     clock = FakeClock(1.0)
     monkeypatch.setattr(budgets, "now", clock)
     task = RegressionTask(image.pixels)
-    cfg = quick_train(epochs=40, time_budget_s=1.0)
+    cfg = quick_train(epochs=10, time_budget_s=1.0)
     result = fit(task, _TimedObjective(task, clock), tiny_model(grades=1), cfg, progress=False)
     budget = result.records[0].settings["budget"]
-    assert result.records[0].epochs_run == 40 and budget["epochs"] == 40
+    assert result.records[0].epochs_run == 10 and budget["epochs"] == 10
     assert budget["seconds_per_epoch"] is None and "before the timing does" in budget["reason"]
 
 
@@ -181,9 +181,9 @@ def test_resume_keeps_the_recorded_choice(image, monkeypatch, tmp_path):
     assert resumed.records[0].epochs_run == 100
     assert resumed.records[0].settings["budget"] == full.records[0].settings["budget"]
     assert torch.equal(resumed.model.grades[0].flat, full.model.grades[0].flat)
-    # Grade 2 times itself on the slower clock: 80 + 20 x 3 s spent leave it 60 s, less than
-    # the 51 epochs (153 s) its timing took, so it runs the least, 60 epochs.
-    assert resumed.records[1].epochs_run == 60
+    # Grade 2 times itself on the slower clock: 80 + 20 x 3 s spent leave it 60 s, 33 s of
+    # which its first 11 epochs took: 9 more fit, 20 in all.
+    assert resumed.records[1].epochs_run == 20
 
 
 def test_the_quick_preset_fit_records_its_budget(tiny_png, tmp_path, capsys):
@@ -191,7 +191,7 @@ def test_the_quick_preset_fit_records_its_budget(tiny_png, tmp_path, capsys):
     code, _, err = run_cli(["fit", tiny_png, "--out", out, "--grades", "2", "--width", "8"], capsys)
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["config"]["train"]["time_budget_s"] == 60.0
+    assert metrics["config"]["train"]["time_budget_s"] == 80.0
     for grade in metrics["grades"]:
         budget = grade["settings"]["budget"]
         assert budget["configured"] == 300 and grade["epochs_run"] <= budget["epochs"] <= 300
