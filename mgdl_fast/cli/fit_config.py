@@ -185,6 +185,7 @@ def config_from_args(args) -> dict:
         # auto (None) is settled by the memory plan (cli/fit_memory.py) once the image is open.
         stream=getattr(args, "stream", None) == "on",
         feature_store="memory" if store in (None, "auto") else store,
+        time_budget_s=None if args.epochs is not None else defaults.get("time_budget_s"),
     )
     config = {
         "task": task,

@@ -22,7 +22,9 @@ from mgdl_fast.train.budget import BudgetChoice, GradeBudget, choose_epochs
 from mgdl_fast.train.progress import Progress
 from mgdl_fast.train.state import Checkpointer
 
+from ..distributed.launch import run_ranks
 from ..helpers import quick_train, run_cli, small_camera, tiny_model
+from .budget_ranks import budget_rank
 
 # 150 epochs a grade at most; the grade is timed over epochs 1-10 (one record interval).
 CONFIGURED = 150
@@ -202,3 +204,13 @@ def test_the_quick_preset_fit_records_its_budget(tiny_png, tmp_path, capsys):
     metrics = json.loads((given / "metrics.json").read_text())
     assert code == 0 and metrics["config"]["train"]["time_budget_s"] is None
     assert "budget" not in metrics["grades"][0]["settings"]
+
+
+def test_every_rank_takes_rank_0s_choice(tmp_path):
+    """Two gloo ranks whose clocks disagree (``budget_ranks``) run the same epochs."""
+    assert run_ranks(budget_rank, 2, str(tmp_path)) == [0, 0]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    assert rank0["epochs"] == rank1["epochs"] == [20, 20]
+    assert rank0["budget"] == rank1["budget"] and rank0["budget"][0]["measured"] == [1, 4]
+    for a, b in zip(rank0["params"], rank1["params"], strict=True):
+        assert torch.equal(a, b)
