@@ -135,7 +135,9 @@ class _Loop:
             )
             stop_rule.load_state_dict(start.stop_rule)
             if start.budget is not None:
-                self.choice, self.last = start.budget, start.budget.epochs - 1
+                # The saved choice holds, below the configured epochs (--resume may lower them).
+                self.choice = start.budget
+                self.last = min(cfg.epochs, start.budget.epochs) - 1
         self.started = budgets.now()
 
     def elapsed(self) -> float:

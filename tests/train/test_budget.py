@@ -55,11 +55,12 @@ def image():
     return small_camera(16)
 
 
-def _fit(image, monkeypatch, per_epoch, budget_s, *, kind="mgdl", grades=2, **kwargs):
+def _fit(image, monkeypatch, per_epoch, budget_s, *, kind="mgdl", grades=2, epochs=CONFIGURED,
+         **kwargs):  # fmt: skip
     clock = FakeClock(per_epoch)
     monkeypatch.setattr(budgets, "now", clock)
     task = RegressionTask(image.pixels)
-    cfg = quick_train(epochs=CONFIGURED, time_budget_s=budget_s, early_stopping=False)
+    cfg = quick_train(epochs=epochs, time_budget_s=budget_s, early_stopping=False)
     kwargs.setdefault("progress", False)
     return fit(task, _TimedObjective(task, clock), tiny_model(kind, grades), cfg, **kwargs)
 
@@ -186,6 +187,9 @@ def test_resume_keeps_the_recorded_choice(image, monkeypatch, tmp_path):
     # Grade 2 times itself on the slower clock: 80 + 20 x 3 s spent leave it 60 s, 33 s of
     # which its first 11 epochs took: 9 more fit, 20 in all.
     assert resumed.records[1].epochs_run == 20
+    # Epochs lowered on resume below the choice bound the grade in progress.
+    lowered = _fit(image, monkeypatch, 1.0, 200.0, grades=1, epochs=90, resume=saved)
+    assert lowered.records[0].epochs_run == 90
 
 
 def test_the_quick_preset_fit_records_its_budget(tiny_png, tmp_path, capsys):
