@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from ..block import BlockShape
 from ..errors import InputError
+from ..train.budget import BudgetChoice
 from ..train.config import ModelConfig, per_grade
 from ..train.history import GradeRecord
 from ..train.model import MultiGradeModel
@@ -45,7 +46,8 @@ def save_state(path: str | Path, state: TrainingState, config: dict) -> None:
         tensors |= {f"current.optimizer.{name}": t for name, t in c.optimizer.items()}
         current = {"grade": c.grade, "epoch": c.epoch, "stop_rule": c.stop_rule,
                    "series": c.series, "elapsed_s": c.elapsed_s, "lr": c.lr,
-                   "retries": c.retries}  # fmt: skip
+                   "retries": c.retries,
+                   "budget": c.budget.to_dict() if c.budget else None}  # fmt: skip
     meta = {
         "format": FORMAT,
         "config": config,
@@ -134,6 +136,12 @@ def _current(path, meta: dict, tensors: dict, config: dict, finished: int, devic
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, list) for p in pair)
                 and len(pair[0]) == len(pair[1])):  # fmt: skip
             raise InputError(f"{path}: field current.series.{name} must be [epochs, values]")
+    budget = c.get("budget")
+    if budget is not None:
+        budget = BudgetChoice.from_dict(budget, f"{path}: field current.budget")
+        if not epoch < budget.epochs <= epochs:
+            where = f"{path}: field current.budget.epochs"
+            raise InputError(f"{where} is outside {epoch + 1}..{epochs}")
     params = tensors.get("current.params")
     numel = _grade_numel(path, config, grade)
     if params is None or params.shape != (numel,) or not params.is_floating_point():
@@ -152,7 +160,7 @@ def _current(path, meta: dict, tensors: dict, config: dict, finished: int, devic
         series={name: (list(e), list(v)) for name, (e, v) in series.items()},
         elapsed_s=float(field(path, c, "elapsed_s", "number", where=w)),
         lr=float(field(path, c, "lr", "positive", where=w)),
-        retries=field(path, c, "retries", "list", where=w),
+        retries=field(path, c, "retries", "list", where=w), budget=budget,
     )  # fmt: skip
 
 

@@ -88,7 +88,7 @@ TASKS = {
 def fit_defaults(task: str, model: str, preset: str) -> dict:
     """Defaults of an image task for ``model`` under ``preset``: grades, width, layers, lr,
     epochs, record and test cadence, early stopping, the feature-cache dtype and (quick
-    regression) grade 1's encoding."""
+    regression) grade 1's encoding and the training time budget."""
     spec = TASKS[task]
     if preset not in spec.epochs:
         raise InputError(f"--preset {preset} applies to --task regression (colour images) only")

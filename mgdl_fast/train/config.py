@@ -147,6 +147,10 @@ class TrainConfig:
     every grade is bound; they are resolved once, here. ``cuda_graph`` None captures each
     K-epoch block between records in a CUDA graph when the bound backend and the objective
     allow it; False never does.
+
+    ``time_budget_s`` (None: none) bounds the seconds a ``train.fit`` spends training: the
+    configured epochs become each grade's most, and each grade chooses its epochs from its
+    measured speed (``train.budget``).
     """
 
     epochs: int | list[int] = 10_000
@@ -169,6 +173,7 @@ class TrainConfig:
     chunk_size: int = 1 << 16
     stream: bool = False
     feature_store: str = "memory"
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("record_every", "smooth_window", "test_every", "chunk_size"):
@@ -178,6 +183,10 @@ class TrainConfig:
             )
         _check_per_grade("epochs", self.epochs, _positive_int, "an integer >= 1")
         _check_per_grade("learning rate", self.lr, _finite_positive, "a finite number > 0")
+        _require(
+            self.time_budget_s is None or _finite_positive(self.time_budget_s),
+            f"time budget must be a finite number of seconds > 0, got {self.time_budget_s!r}",
+        )
         _require(self.rel_tol >= 0, f"rel_tol must be >= 0, got {self.rel_tol!r}")
         _require(
             _is_int(self.seed) and 0 <= self.seed < 2**63,

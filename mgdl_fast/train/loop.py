@@ -12,12 +12,14 @@ A sharded grade (its objective's ``world`` has several ranks) agrees at every bl
 with one small all_reduce of flags, on divergence, on saving a checkpoint (the minute-based
 schedule reads each rank's clock) and on a caught signal; at check epochs on early stopping.
 So no rank ever stops, saves or leaves alone, whichever rank saw the signal.
+
+Under a time budget (``train.budget``) the grade times its first epochs, then takes its epochs
+(rank 0's choice on every rank) and runs at most those; a resumed grade keeps the choice it saved.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +28,8 @@ from ..block import FlatParams
 from ..distributed import SINGLE
 from ..errors import DivergenceError
 from ..tasks.base import GradeInputs, Objective
+from . import budget as budgets
+from .budget import BudgetChoice, GradeBudget
 from .config import TrainConfig
 from .early_stop import ValidationSmoothing
 from .epochs import EpochRunner
@@ -47,13 +51,14 @@ class GradeHook(Protocol):
 
 @dataclass
 class GradeRun:
-    """What one grade's loop did: the metric log, epochs run, why it stopped and its time
-    (including the time spent before a resume)."""
+    """What one grade's loop did: the metric log, epochs run, why it stopped, its time
+    (including the time spent before a resume) and its epochs chosen under a time budget."""
 
     log: MetricLog
     epochs: int
     stop_reason: str
     elapsed_s: float
+    budget: BudgetChoice | None = None
 
 
 @dataclass
@@ -80,21 +85,26 @@ def run_grade(
     checkpointer: Checkpointer | None = None,
     save: Callable[[GradeProgress], None] | None = None,
     start: GradeProgress | None = None,
+    budget: GradeBudget | None = None,
 ) -> GradeRun:
     """Train ``grade.params`` in place for up to ``cfg.epochs`` full-batch epochs, from
     ``start`` when resuming. Records ``objective.record`` every ``cfg.record_every`` epochs (the
     test split every ``cfg.test_every``), checks ``stop_rule`` at its check epochs when early
     stopping is on, hands its progress to ``save`` when ``checkpointer`` says it is due, and
     raises DivergenceError (a loss is NaN or infinite) or Interrupted (a signal, after saving).
+    With ``budget``, at most the epochs it chooses from the grade's measured speed (``start``'s
+    choice when it has one).
     """
     if (checkpointer is None) != (save is None):
         raise ValueError("pass both checkpointer and save, or neither")
-    return _Loop(grade, cfg, stop_rule, progress, cuda_graph, hook, checkpointer, save, start).run()
+    return _Loop(
+        grade, cfg, stop_rule, progress, cuda_graph, hook, checkpointer, save, start, budget
+    ).run()
 
 
 class _Loop:
     def __init__(
-        self, grade, cfg, stop_rule, progress, cuda_graph, hook, checkpointer, save, start
+        self, grade, cfg, stop_rule, progress, cuda_graph, hook, checkpointer, save, start, budget
     ):
         self.g, self.cfg, self.stop_rule, self.hook = grade, cfg, stop_rule, hook
         self.progress = progress or Progress(quiet=True)
@@ -106,6 +116,13 @@ class _Loop:
         )  # fmt: skip
         self.log, self.epoch, self.before_s = MetricLog(), 0, 0.0
         self.retries: list[dict] = []
+        self.last = cfg.epochs - 1
+        self.budget = budget
+        self.choice = None
+        # (epoch, clock) at the end of the first block this process ran, and the epoch after
+        # which the budget's choice is taken.
+        self._timed = None
+        self._decide = -1
         self.world = getattr(grade.objective, "world", SINGLE)
         # The signal every rank agreed on (sharded grades; None: none caught).
         self._signum = None
@@ -117,17 +134,21 @@ class _Loop:
                 start.retries,
             )
             stop_rule.load_state_dict(start.stop_rule)
-        self.started = time.monotonic()
+            if start.budget is not None:
+                # The saved choice holds, below the configured epochs (--resume may lower them).
+                self.choice = start.budget
+                self.last = min(cfg.epochs, start.budget.epochs) - 1
+        self.started = budgets.now()
 
     def elapsed(self) -> float:
-        return self.before_s + time.monotonic() - self.started
+        return self.before_s + budgets.now() - self.started
 
     def run(self) -> GradeRun:
-        cfg, last, reason = self.cfg, self.cfg.epochs - 1, "max_epochs"
+        reason = "max_epochs"
         label = f"{self.g.label} {self.g.number}/{self.g.total}"
-        self.progress.start(label, cfg.epochs, self.epoch)
+        self.progress.start(label, self.last + 1, self.epoch)
         try:
-            while self.epoch <= last:
+            while self.epoch <= self.last:
                 if self.hook is not None:
                     stop = self.hook(self.g.number, self.epoch, self.g.params, self.g.inputs,
                                      self.g.objective)  # fmt: skip
@@ -136,19 +157,44 @@ class _Loop:
                     if stop:
                         reason = stop
                         break
-                end = self.epoch if self.hook is not None else self._next_event(last)
+                end = self.epoch if self.hook is not None else self._next_event(self.last)
                 self.runner.run(end - self.epoch + 1)
                 self.progress.advance(end - self.epoch + 1)
                 self.epoch = end
-                if self._events(last):
+                if self._events(self.last):
                     reason = "early_stopping"
                     self.epoch += 1
                     break
+                if self.budget is not None and self.choice is None:
+                    self._time_epochs()
                 self.epoch += 1
             self._flush()
         finally:
             self.progress.finish()
-        return GradeRun(self.log, self.epoch, reason, self.elapsed())
+        return GradeRun(self.log, self.epoch, reason, self.elapsed(), self.choice)
+
+    def _time_epochs(self) -> None:
+        """Under a budget: start timing after the first block, choose after the decision
+        epoch (a record epoch, so the blocks stay as they were)."""
+        budget = self.budget
+        assert budget is not None
+        if self._timed is None:
+            self._timed, self._decide = (self.epoch, budgets.now()), budget.decide_at(self.epoch)
+            if self._decide >= self.last:
+                self._take(budget.unmeasured(self._decide))
+        elif self.epoch == self._decide:
+            self._take(budget.choose(*self._timed, self.epoch))
+
+    def _take(self, choice: BudgetChoice) -> None:
+        """Run at most ``choice.epochs`` (rank 0's choice on every rank) and say so."""
+        if self.world.sharded:
+            choice = self.world.broadcast(choice)
+        self.choice, self.last = choice, choice.epochs - 1
+        self.progress.limit(
+            choice.epochs,
+            f"time budget: {choice.epochs} of {choice.configured} epochs ({choice.reason})",
+            budget=choice.to_dict(),
+        )
 
     def _next_event(self, last: int) -> int:
         """The first epoch >= the current one after which the host has something to do."""
@@ -213,6 +259,7 @@ class _Loop:
                 elapsed_s=self.elapsed(),
                 lr=g.optimizer.lr,
                 retries=self.retries,
+                budget=self.choice,
             )
         )
         checkpointer.saved()

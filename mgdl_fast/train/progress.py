@@ -68,6 +68,18 @@ class Progress:
             )  # fmt: skip
         self.event("start", label=label, epochs=total, done=done)
 
+    def limit(self, total: int, note: str, **fields) -> None:
+        """The grade now runs ``total`` epochs at most (a time budget chose them): ``note``
+        printed once (above the bar) and logged with ``fields``."""
+        self._total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+            self._bar.write(f"{self._label}: {note}", file=self.stream)
+        elif self.line_mode:
+            print(f"{self._label}: {note}", file=self.stream, flush=True)
+        self.event("limit", label=self._label, epochs=total, note=note, **fields)
+
     def advance(self, epochs: int) -> None:
         self._done += epochs
         if self._bar is not None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ..errors import MGDLError
+from .budget import BudgetChoice
 from .history import GradeRecord
 from .model import MultiGradeModel
 
@@ -38,7 +39,8 @@ class Interrupted(MGDLError):
 
 @dataclass
 class GradeProgress:
-    """Grade ``grade`` (1-based) after its epoch ``epoch`` (0-based; -1 before the first)."""
+    """Grade ``grade`` (1-based) after its epoch ``epoch`` (0-based; -1 before the first);
+    ``budget``: its epochs chosen under a time budget (None: none chosen yet, or no budget)."""
 
     grade: int
     epoch: int
@@ -49,6 +51,7 @@ class GradeProgress:
     elapsed_s: float
     lr: float
     retries: list[dict] = field(default_factory=list)
+    budget: BudgetChoice | None = None
 
 
 @dataclass

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from ..distributed import SINGLE
 from ..encoding import make_encoding
 from ..errors import DivergenceError, InputError
 from ..tasks.regression import psnr_from_loss
+from . import budget as budgets
 from .config import ModelConfig, TrainConfig
 from .early_stop import ValidationSmoothing
 from .grade_inputs import Freezer, WorkDir, grade_inputs
@@ -220,11 +220,12 @@ class _GradeTrainer:
         cfg, objective = self.cfg, self.objective
         lr, retries = (start.lr, list(start.retries)) if start else (cfg.lr, [])
         at_start = objective_state(objective)
-        begun, before_s = time.perf_counter(), start.elapsed_s if start else 0.0
+        begun, before_s = budgets.now(), start.elapsed_s if start else 0.0
+        budget = self._budget(begun - before_s)
         while True:
             try:
                 run, engine, params, graph = self._attempt(
-                    start, lr, retries, progress, hook, checkpointer
+                    start, lr, retries, progress, hook, checkpointer, budget
                 )
                 self._check_collapse(run, engine, params)
                 break
@@ -249,17 +250,37 @@ class _GradeTrainer:
                 shape=self.shape.to_dict(),
                 epochs_run=run.epochs,
                 stop_reason=run.stop_reason,
-                time_s=before_s + time.perf_counter() - begun,
+                time_s=before_s + budgets.now() - begun,
                 curves={name: {"epoch": e, "value": v} for name, (e, v) in run.log.series.items()},
                 final=final,
                 backend={**engine.describe(), "ops": ops, "cuda_graph": graph},
-                settings={"lr": lr, "optimizer": cfg.optimizer, "epochs": cfg.epochs},
+                settings=self._settings(lr, run),
                 retries=retries,
                 health=health,
             )
         )
         progress.event("grade_end", grade=self.number, **{k: v for k, v in final.items()})
         return inputs
+
+    def _budget(self, started: float) -> budgets.GradeBudget | None:
+        """This grade's place in the run's time budget (None without one): the budget left
+        after the finished grades, shared with the grades still to train."""
+        cfg = self.cfg
+        if cfg.time_budget_s is None:
+            return None
+        spent = sum(r.time_s for r in self.result.records)
+        return budgets.GradeBudget(
+            cfg.time_budget_s, spent, self.total - self.number + 1, int(cfg.epochs),
+            cfg.record_every, started,
+        )  # fmt: skip
+
+    def _settings(self, lr: float, run) -> dict:
+        """The record's settings; under a budget, the choice (or why none was taken)."""
+        settings = {"lr": lr, "optimizer": self.cfg.optimizer, "epochs": self.cfg.epochs}
+        if self.cfg.time_budget_s is not None:
+            untimed = {"reason": f"the grade ended ({run.stop_reason}) before it was timed"}
+            settings["budget"] = run.budget.to_dict() if run.budget is not None else untimed
+        return settings
 
     def _check_collapse(self, run, engine, params) -> None:
         """Raise CollapseError for a grade that failed outright (``train.health``): its
@@ -282,7 +303,9 @@ class _GradeTrainer:
         if why is not None:
             raise CollapseError(self.number, run.epochs - 1, loss, why)
 
-    def _attempt(self, start: GradeProgress | None, lr, retries, progress, hook, checkpointer):
+    def _attempt(
+        self, start: GradeProgress | None, lr, retries, progress, hook, checkpointer, budget
+    ):
         cfg, objective = self.cfg, self.objective
         device = cfg.torch_device()
         params = BlockParams.init(self.shape, seed=cfg.seed, device=device, scheme=cfg.init)
@@ -314,6 +337,6 @@ class _GradeTrainer:
         run = run_grade(
             grade, cfg, stop_rule, progress=progress, cuda_graph=graph, hook=hook,
             checkpointer=checkpointer, save=save if checkpointer is not None else None,
-            start=start,
+            start=start, budget=budget,
         )  # fmt: skip
         return run, engine, params, graph
