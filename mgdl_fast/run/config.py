@@ -106,6 +106,11 @@ class TrainingSection:
         True, "cache frozen grades' features (off: recompute them every epoch)", "bool",
         negate=True,
     )  # fmt: skip
+    time_budget: float | None = option(
+        None, "seconds of training for the whole fit: each grade's epochs are chosen from its "
+        "measured speed, never more than --epochs (e.g. 60s, 2m; given --epochs, the preset's "
+        "budget is dropped)", "seconds",
+    )  # fmt: skip
     on_diverge: str = option(
         "stop", "stop, or retry a diverged grade at half the lr (up to 3 times)", "str",
         choices=("stop", "retry"),

@@ -91,6 +91,13 @@ def defaults_for(task: str, kind: str, preset: str) -> dict:
     return {**inputs, **fit_defaults(task, kind, preset)}
 
 
+def _budget(t, defaults: dict) -> float | None:
+    """The training time budget: the one given, else the preset's unless epochs are given."""
+    if t.time_budget is not None:
+        return t.time_budget
+    return None if t.epochs is not None else defaults.get("time_budget_s")
+
+
 def resolve(run: RunConfig, device: torch.device) -> dict:
     """The resolved configuration of ``run`` on ``device`` (see the module docstring)."""
     m, t, r = run.model, run.training, run.resources
@@ -117,6 +124,7 @@ def resolve(run: RunConfig, device: torch.device) -> dict:
         seed=t.seed, device=str(device), backend=r.backend, precision=r.precision,
         deterministic=r.deterministic, cuda_graph=r.cuda_graph, cache_dtype=cache_dtype,
         feature_cache=t.feature_cache,
+        time_budget_s=_budget(t, defaults),
         # auto is settled by the memory plan (run/plan.py) once the image is open.
         stream=r.stream == "on",
         feature_store="memory" if r.feature_store == "auto" else r.feature_store,
@@ -153,6 +161,7 @@ def described(run: RunConfig, config: dict) -> RunConfig:
             early_stop=train["early_stopping"], record_every=train["record_every"],
             test_every=train["test_every"], seed=train["seed"],
             cache_dtype=train["cache_dtype"], feature_cache=train["feature_cache"],
+            time_budget=train.get("time_budget_s"),
         ),
         resources=replace(
             run.resources, device=train["device"], backend=train["backend"],
@@ -163,4 +172,22 @@ def described(run: RunConfig, config: dict) -> RunConfig:
     )  # fmt: skip
 
 
-__all__ = ["DEFAULT_IMAGE", "check_bounds", "described", "device_of", "resolve", "task_config"]
+def budget_spent(run: RunConfig, records) -> RunConfig:
+    """A description that reruns a finished budgeted run exactly: the epochs the budget chose
+    for each grade (``records``' settings), no budget."""
+    chosen = [r.settings.get("budget", {}).get("epochs", r.settings.get("epochs")) for r in records]
+    if not records or run.training.time_budget is None:
+        return run
+    epochs = chosen[0] if len(set(chosen)) == 1 else chosen
+    return replace(run, training=replace(run.training, epochs=epochs, time_budget=None))
+
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "budget_spent",
+    "check_bounds",
+    "described",
+    "device_of",
+    "resolve",
+    "task_config",
+]

@@ -36,7 +36,7 @@ from ..train.trainer import objective_state
 from .config import RunConfig
 from .image import describe_image, load_new_image, load_run_image
 from .plan import describe, make_task, plan
-from .resolve import described, device_of, resolve
+from .resolve import budget_spent, described, device_of, resolve
 from .resume import resumed_config
 
 MODES = ("new", "resume", "overwrite")
@@ -182,8 +182,10 @@ def _start_note(run: RunConfig, mode: str, state, config: dict, out: Path) -> st
     model, train = config["model"], config["train"]
     if config["preset"] == "quick" and run.training.epochs is None:
         inputs = "" if model["encoding"] == "none" else f" on {model['encoding']} features"
+        budget = train.get("time_budget_s")
+        within = f", as many as {budget:g} s of training allow" if budget else ""
         return (
-            f"quick preset: {train['epochs']} epochs per grade{inputs} "
+            f"quick preset: up to {train['epochs']} epochs per grade{inputs}{within} "
             "(--preset paper: the papers' protocol)"
         )
     return None
@@ -253,17 +255,24 @@ def train(run, config, model_cfg, train_cfg, task, objective, image, state, run_
             work_dir=run_dir.work_dir(),
         )  # fmt: skip
     title = f"{model_cfg.kind.upper()} {config['task']['name']}: {Path(image.source).name}"
-    return finish(result, run_dir, config, env, title)
+    return finish(result, run_dir, config, env, title, described(run, config))
 
 
-def finish(result: FitResult, run_dir: RankRun, config: dict, env: dict, title: str) -> Outcome:
-    """The run's last files; its outcome (the same status on every rank)."""
+def finish(result: FitResult, run_dir: RankRun, config: dict, env: dict, title: str,
+           description: RunConfig) -> Outcome:  # fmt: skip
+    """The run's last files; its outcome (the same status on every rank). A run a time
+    budget shaped gets the epochs it chose in its ``run.toml``, so that it reruns exactly."""
     out, main = run_dir.path, run_dir.world.is_main
     if result.interrupted is not None:
         run_dir.write_metrics(metrics_record(result, config, env, "interrupted"))
         run_dir.commit()
         signum = result.interrupted.signum
         return Outcome(128 + signum, result, out, str(result.interrupted), config, main)
+    spent = budget_spent(description, result.records)
+    if spent is not description:
+        budget = description.training.time_budget
+        head = f"{DESCRIPTION_HEAD}\nThe epochs are those the {budget:g} s time budget chose."
+        run_dir.write_description(spent.to_toml(head))
     status = "diverged" if result.diverged else "complete"
     run_dir.write_metrics(metrics_record(result, config, env, status))
     run_dir.write_curves(result, title)

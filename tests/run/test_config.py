@@ -39,6 +39,24 @@ def test_run_toml_reruns_the_run_to_the_same_metrics(tiny_png, tmp_path, capsys)
     )
 
 
+def test_a_budgeted_run_reruns_with_the_epochs_its_budget_chose(tiny_png, tmp_path, capsys):
+    first, again = tmp_path / "first", tmp_path / "again"
+    budgeted = ["--time-budget", "0.001s", "--epochs", "300", "--grades", "2", "--width", "8"]
+    code, _, err = run_cli(["fit", tiny_png, "--out", first, *budgeted, "--quiet"], capsys)
+    assert code == 0, err
+    described = read_toml(str(first / "run.toml"))["training"]
+    chosen = [g["settings"]["budget"]["epochs"] for g in grades_of(first)]
+    assert "time_budget" not in described and described["epochs"] in (chosen[0], chosen)
+    assert max(chosen) < 300
+    code, _, err = run_cli(["fit", "--config", first / "run.toml", "--out", again], capsys)
+    assert code == 0, err
+    assert grades(again) == grades(first)
+
+
+def grades_of(run_dir) -> list[dict]:
+    return json.loads((run_dir / "metrics.json").read_text())["grades"]
+
+
 def test_options_override_the_config_file(tiny_png, tmp_path, capsys):
     config = tmp_path / "run.toml"
     config.write_text(f'[input]\nimage = "{tiny_png}"\n[model]\nwidth = 16\ngrades = 3\n')

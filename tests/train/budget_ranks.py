@@ -10,10 +10,9 @@ from pathlib import Path
 
 import torch
 
-from mgdl_fast import fit
+from mgdl_fast import distributed, fit
 from mgdl_fast.tasks.regression import RegressionObjective, RegressionTask
 from mgdl_fast.train import budget as budgets
-from mgdl_fast.train import distributed
 
 from ..distributed.scenarios import REGRESSION_SIZE, pixels
 from ..helpers import quick_train, tiny_model
