@@ -22,8 +22,8 @@ import torch
 import mgdl_fast as mf
 from mgdl_fast.io.environment import environment
 from mgdl_fast.tasks.regression import RegressionObjective
-from mgdl_fast.train.cache import FeatureCache, MemoryStore, RecomputedFeatures, freeze_grade
 from mgdl_fast.train.early_stop import ValidationSmoothing
+from mgdl_fast.train.features import FeatureCache, MemoryStore, RecomputedFeatures, freeze_grade
 from mgdl_fast.train.loop import Grade, run_grade
 from mgdl_fast.train.optim import GradeOptimizer
 from mgdl_fast.train.trainer import bind_grade, grade_shapes

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..distributed import World
-from ..train.grade_inputs import WorkDir
+from ..train.features import WorkDir
 from ..train.state import TrainingState
 from ..train.trainer import FitResult
 from .rundir import RunDirectory

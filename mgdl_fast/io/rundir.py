@@ -48,7 +48,7 @@ from .images import save_png
 from .manifest import MANIFEST, new_manifest, read_manifest
 from .ownership import RECORD, RunRecord, exists
 from .schema import strict_dumps
-from .state import load_state, save_state
+from .state_file import load_state, save_state
 
 CHECKPOINT_STEM = "model"
 LOCK = ".lock"

@@ -62,7 +62,7 @@ class GradeRun:
 
 
 @dataclass
-class Grade:
+class GradeSetup:
     """One grade to train: its number, parameters, inputs, objective and optimizer."""
 
     number: int
@@ -75,7 +75,7 @@ class Grade:
 
 
 def run_grade(
-    grade: Grade,
+    grade: GradeSetup,
     cfg: TrainConfig,
     stop_rule: ValidationSmoothing,
     *,

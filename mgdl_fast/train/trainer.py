@@ -33,10 +33,10 @@ from ..tasks.regression import psnr_from_loss
 from . import budget as budgets
 from .config import ModelConfig, TrainConfig
 from .early_stop import ValidationSmoothing
-from .grade_inputs import Freezer, WorkDir, grade_inputs
+from .features.freeze import Freezer, WorkDir, grade_inputs
 from .health import CollapseError, collapse_reason, grade_health, largest_activations
 from .history import GradeRecord
-from .loop import Grade, GradeHook, run_grade
+from .loop import GradeHook, GradeSetup, run_grade
 from .model import MultiGradeModel
 from .optim import GradeOptimizer
 from .progress import Progress
@@ -321,7 +321,7 @@ class _GradeTrainer:
             check_at_start=self.model_cfg.kind == "sgdl",
         )  # fmt: skip
         graph = use_cuda_graph(engine, objective, cfg, hook)
-        grade = Grade(self.number, self.total, params, self.inputs, objective, optimizer)
+        grade = GradeSetup(self.number, self.total, params, self.inputs, objective, optimizer)
         if start is not None:
             start = replace(start, retries=retries)
 

@@ -15,7 +15,7 @@ from mgdl_fast.experiments.approx.study import SETTINGS, error_metrics, run_sett
 from mgdl_fast.spec import block_apply
 from mgdl_fast.tasks import FunctionTask
 from mgdl_fast.tasks.functions.target2d import PHASES, function_2d, target_2d
-from mgdl_fast.train.cache import FeatureCache
+from mgdl_fast.train.features import FeatureCache
 
 
 @pytest.fixture(autouse=True)

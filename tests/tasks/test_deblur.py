@@ -13,7 +13,7 @@ from mgdl_fast.spec import block_apply
 from mgdl_fast.tasks.restoration import TVObjective
 from mgdl_fast.tasks.restoration.observation import InverseTask
 from mgdl_fast.tasks.restoration.operators import forward_diff, gaussian_kernel_2d, prox_l1, tv_loss
-from mgdl_fast.train.cache import FeatureCache
+from mgdl_fast.train.features import FeatureCache
 
 from ..helpers import small_camera
 

@@ -15,7 +15,7 @@ from mgdl_fast.spec import block_apply
 from mgdl_fast.tasks.restoration import TVObjective
 from mgdl_fast.tasks.restoration.observation import InverseTask
 from mgdl_fast.tasks.restoration.operators import forward_diff, prox_l1, psnr, tv_loss
-from mgdl_fast.train.cache import FeatureCache, MemoryStore, freeze_grade
+from mgdl_fast.train.features import FeatureCache, MemoryStore, freeze_grade
 
 from ..helpers import small_camera
 

@@ -14,7 +14,7 @@ import torch
 
 from mgdl_fast import TrainConfig
 from mgdl_fast.errors import InputError
-from mgdl_fast.io.state import load_state, save_state
+from mgdl_fast.io.state_file import load_state, save_state
 from mgdl_fast.tasks import RegressionObjective, RegressionTask
 from mgdl_fast.train import budget as budgets
 from mgdl_fast.train import fit

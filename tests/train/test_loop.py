@@ -13,7 +13,7 @@ from mgdl_fast import BlockParams, RegressionTask, backends, fit
 from mgdl_fast.backends import engine as engine_module
 from mgdl_fast.tasks.regression import RegressionObjective
 from mgdl_fast.train import epochs
-from mgdl_fast.train.cache import FeatureCache
+from mgdl_fast.train.features import FeatureCache
 from mgdl_fast.train.optim import GradeOptimizer
 from mgdl_fast.train.trainer import grade_shapes, use_cuda_graph
 

@@ -13,8 +13,7 @@ from mgdl_fast import BlockParams, BlockShape, RegressionTask, fit
 from mgdl_fast.io.lazy import lazy_from_array
 from mgdl_fast.tasks.regression import RegressionObjective, StreamedRegressionTask
 from mgdl_fast.tasks.restoration import InverseTask, TVObjective
-from mgdl_fast.train.grade_inputs import grade_inputs
-from mgdl_fast.train.store import DiskFeatures, HostFeatures
+from mgdl_fast.train.features import DiskFeatures, HostFeatures, grade_inputs
 from mgdl_fast.train.trainer import bind_grade
 
 from ..helpers import quick_train, tiny_model

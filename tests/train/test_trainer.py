@@ -10,8 +10,8 @@ import torch
 from mgdl_fast import BlockParams, RegressionTask, bind, fit, fit_regression
 from mgdl_fast.errors import InputError
 from mgdl_fast.tasks.regression import RegressionObjective
-from mgdl_fast.train.cache import FeatureCache, MemoryStore, freeze_grade
 from mgdl_fast.train.early_stop import ValidationSmoothing
+from mgdl_fast.train.features import FeatureCache, MemoryStore, freeze_grade
 from mgdl_fast.train.state import TrainingState
 from mgdl_fast.train.trainer import grade_shapes
 

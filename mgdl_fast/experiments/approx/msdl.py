@@ -19,11 +19,11 @@ import torch
 from ...backends import bind
 from ...block import BlockParams, BlockShape
 from ...errors import DivergenceError
-from ...train.cache import FeatureCache
 from ...train.config import TrainConfig, per_grade
 from ...train.early_stop import ValidationSmoothing
+from ...train.features import FeatureCache
 from ...train.history import GradeRecord
-from ...train.loop import Grade, run_grade
+from ...train.loop import GradeSetup, run_grade
 from ...train.optim import GradeOptimizer
 from ...train.progress import Progress
 
@@ -155,7 +155,7 @@ def fit_msdl(
     rule = ValidationSmoothing(train_cfg.record_every, train_cfg.smooth_window, train_cfg.rel_tol)
     start, diverged = time.perf_counter(), None
     try:
-        grade = Grade(1, 1, params, inputs, objective, optimizer, label="msdl")
+        grade = GradeSetup(1, 1, params, inputs, objective, optimizer, label="msdl")
         run = run_grade(grade, train_cfg, rule, progress=Progress(quiet=not progress))
         epochs, reason, curves = run.epochs, run.stop_reason, run.log.series
     except DivergenceError as exc:

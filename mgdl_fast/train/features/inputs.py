@@ -6,7 +6,7 @@
   measure what the cache saves);
 - ``GeneratedInputs``: grade 1's coordinates (encoded, if the model encodes them) made per
   chunk, never the whole grid, for streamed runs;
-- ``DiskFeatures`` (store.py): a frozen grade's features in files, read chunk by chunk.
+- ``DiskFeatures`` (stores.py): a frozen grade's features in files, read chunk by chunk.
 
 Every kind serves ``chunks(split, size)``: ``(start row, x [n, D])`` pairs in row order, each
 tensor valid until the next one is drawn. A split that fits in one chunk is one view of the
@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ..backends.engine import Engine
-from ..block import BlockParams
-from .model import DEFAULT_CHUNK
+from ...backends.engine import Engine
+from ...block import BlockParams
+from ..model import DEFAULT_CHUNK
 
 Chunks = Iterator[tuple[int, torch.Tensor]]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from ..backends.engine import Engine
-from ..distributed import SINGLE
-from ..io.atomic import WriteError
-from .cache import FeatureCache, GeneratedInputs, MemoryStore, RecomputedFeatures, freeze_grade
-from .config import TrainConfig
-from .store import DiskFeatures, HostFeatures
+from ...backends.engine import Engine
+from ...distributed import SINGLE
+from ...io.atomic import WriteError
+from ..config import TrainConfig
+from .inputs import FeatureCache, GeneratedInputs, MemoryStore, RecomputedFeatures, freeze_grade
+from .stores import DiskFeatures, HostFeatures
 
 
 def grade_inputs(task, splits: tuple[str, ...], encoding, cfg: TrainConfig):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
-from ..io import atomic
-from ..io.atomic import WriteError
-from .cache import Chunks
+from ...errors import InputError
+from ...io import atomic
+from ...io.atomic import WriteError
+from .inputs import Chunks
 
 
 def _bytes_view(t: torch.Tensor) -> memoryview:
