@@ -110,6 +110,36 @@ def test_sweep_lr_table_with_a_diverging_run(tmp_path, capsys):
     assert (out / "sweep.png").stat().st_size > 1000 and table.strip() in stdout
 
 
+def test_sweep_lr_resumes_and_extends_without_training_again(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    base = ["sweep-lr", "synthetic:1", "--optimizers", "gd", "--models", "mgdl", "--out", out]
+    tiny = ["--epochs", "20", "--grades", "2", "--width", "8"]
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-2", *tiny, "--quiet"], capsys)
+    assert code == 0, stderr
+    first = json.loads((out / "sweep.json").read_text())["rows"]
+    assert not (out / "sweep_partial.json").exists()
+    assert first[0]["diverged_grade"] is None and first[0]["diverged_epoch"] is None
+
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-2", *tiny], capsys)
+    assert code == 2 and "holds a sweep; --resume" in stderr, stderr
+    longer = ["--epochs", "30", *tiny[2:]]
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-2", "--resume", *longer], capsys)
+    assert code == 2 and "made with another train;" in stderr, stderr
+
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-2,1e4", "--resume", *tiny], capsys)
+    assert code == 0, stderr
+    # Only the new learning rate ran (one progress line); the earlier row is kept as it was.
+    assert stderr.count("its,") == 1 and "lr 10000" in stderr, stderr
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [r["lr"] for r in rows] == [1e-2, 1e4] and rows[0] == first[0]
+    assert rows[1]["diverged_grade"] == 1 and rows[1]["diverged_epoch"] >= 0
+    assert "diverged (grade 1, epoch" in (out / "sweep.md").read_text()
+
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-3", "--overwrite", *tiny, "--quiet"], capsys)
+    assert code == 0, stderr
+    assert [r["lr"] for r in json.loads((out / "sweep.json").read_text())["rows"]] == [1e-3]
+
+
 def test_sweep_lr_on_an_image_reports_psnr(shared_image, tmp_path, capsys):
     image = shared_image("cameraman.tif")
     out = tmp_path / "sweep"
