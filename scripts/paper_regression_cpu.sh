@@ -5,8 +5,9 @@
 #
 #   scripts/paper_regression_cpu.sh JOB...      # e.g. camera_mgdl_s0 camera_sgdl_s0
 #
-# JOB is <image>_<model>_s<seed> (image: camera, chart, butterfly; model: mgdl, sgdl) or
-# sweep_<optimizer> (the cameraman learning-rate grid of docs/REPRODUCTION.md). Each run writes
+# JOB is <image>_<model>_s<seed> (image: camera, chart, butterfly; model: mgdl, sgdl),
+# sweep_<optimizer> (the cameraman learning-rate grid of docs/REPRODUCTION.md) or
+# adam_eig_<setting> (the Adam stability analysis of docs/ANALYSIS.md). Each run writes
 # into $RUNS/<job>/ (default /work/runs24, outside the repository); an interrupted run resumes
 # from the engine's own checkpoint (fit --resume) when the job is given again, a finished one is
 # skipped. Jobs of every invocation queue on one lock, so a second invocation waits for the
@@ -43,10 +44,12 @@ mgdl_fast() {
   PYTHONPATH="$CODE:$SITE" "$VENV/bin/python" -S -P -m mgdl_fast "$@"
 }
 
-# The cameraman learning-rate grid: every rate of one optimizer, MGDL and SGDL, from the same init.
+# The cameraman learning-rate grid: every rate of one optimizer, MGDL and SGDL, from the same
+# init, on the image subsampled by 2 (128x128, 4,096 training pixels).
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-2000}
-SWEEP_LRS_GD=${SWEEP_LRS_GD:-1e-2,3e-2,1e-1,3e-1,1}
-SWEEP_LRS_ADAM=${SWEEP_LRS_ADAM:-1e-4,1e-3,3e-3,1e-2,3e-2}
+SWEEP_DOWNSAMPLE=${SWEEP_DOWNSAMPLE:-2}
+SWEEP_LRS_GD=${SWEEP_LRS_GD:-0.1,0.3,1,2,3}
+SWEEP_LRS_ADAM=${SWEEP_LRS_ADAM:-1e-4,1e-3,1e-2,3e-2,1e-1}
 
 image_of() {
   case $1 in
@@ -90,10 +93,31 @@ sweep_job() {
   fi
   local lrs="SWEEP_LRS_${optimizer^^}"
   local cmd=(mgdl_fast sweep-lr "$IMAGES/cameraman.tif" --optimizers "$optimizer"
-    "--lrs-$optimizer" "${!lrs}" --epochs "$SWEEP_EPOCHS" --out "$out" --resume)
+    "--lrs-$optimizer" "${!lrs}" --epochs "$SWEEP_EPOCHS" --downsample "$SWEEP_DOWNSAMPLE"
+    --out "$out" --resume)
   echo "== $job: ${cmd[*]}"
   run_logged "$job" "${cmd[@]}"
   collect "$job" "$out/sweep.json" "$out/sweep.md" "$out/sweep.png"
+}
+
+# The Adam stability analysis: PROTOCOL 4's networks and data, Adam at the papers' lr 1e-3,
+# MGDL and SGDL for the same total number of iterations.
+adam_eig_job() {
+  local job=$1 out="$RUNS/$1" args
+  if [ -f "$out/adam_eigenvalues.png" ]; then
+    echo "== $job: already complete"
+    return 0
+  fi
+  case ${job#adam_eig_} in
+    synthetic1) args=(synthetic:1 --iterations 5000 --sgdl-iterations 20000 --interval 250) ;;
+    chart) args=("$IMAGES/resolutionchart.tiff" --invert --iterations 2000 --sgdl-iterations 8000
+      --interval 100) ;;
+    *) echo "unknown analysis $job" >&2; return 2 ;;
+  esac
+  local cmd=(mgdl_fast analyze eig "${args[@]}" --optimizer adam --out "$out")
+  echo "== $job: ${cmd[*]}"
+  run_logged "$job" "${cmd[@]}"
+  collect "$job" "$out"/eig_adam_{mgdl,sgdl}.json "$out/adam_eigenvalues.png"
 }
 
 run_logged() {
@@ -132,6 +156,7 @@ for job in "$@"; do
     flock 9
     case $job in
       sweep_*) sweep_job "$job" ;;
+      adam_eig_*) adam_eig_job "$job" ;;
       *_*_s*) fit_job "$job" ;;
       *) echo "unknown job $job" >&2; exit 2 ;;
     esac
