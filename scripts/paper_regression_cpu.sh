@@ -11,8 +11,9 @@
 # into $RUNS/<job>/ (default /work/runs24, outside the repository); an interrupted run resumes
 # from the engine's own checkpoint (fit --resume) when the job is given again, a finished one is
 # skipped. Jobs of every invocation queue on one lock, so a second invocation waits for the
-# first. When a run finishes its metrics, console log and progress log are copied to
-# bench/results/cpu_repro/paper_regression/<job>/; COMMIT=1 also commits that folder alone.
+# first. When a run finishes its metrics, console log and progress log (or JSON and figure) are
+# copied to bench/results/cpu_repro/paper_regression/<job>/ (the analyses: .../adam_eig/<job>/);
+# COMMIT=1 also commits that folder alone.
 # Threads: OMP_NUM_THREADS (default 1) on a machine shared with other work.
 #
 # The runs import a snapshot of the committed package (git archive of HEAD into
@@ -26,6 +27,7 @@ VENV=${VENV:-$REPO/.venv}
 IMAGES=$(realpath "${IMAGES:-../shared/images}")
 RUNS=${RUNS:-/work/runs24}
 RESULTS=bench/results/cpu_repro/paper_regression
+ANALYSES=bench/results/cpu_repro/adam_eig
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$RUNS" "$RESULTS"
 
@@ -133,6 +135,7 @@ run_logged() {
 collect() {
   local job=$1 dest="$RESULTS/$1"
   shift
+  case $job in adam_eig_*) dest="$ANALYSES/$job" ;; esac
   mkdir -p "$dest"
   cp "$RUNS/$job.log" "$dest/console.log"
   for f in "$@"; do
