@@ -55,6 +55,8 @@ def stability_threshold(lr: float, beta1: float) -> float:
 
 
 def _exact(matrix: torch.Tensor, k: int, start: float) -> Spectrum:
+    """The k smallest and largest eigenvalues of the symmetric ``matrix [n, n]`` by ``eigvalsh``
+    (``start``: when the work on it began, for ``seconds``)."""
     values = torch.linalg.eigvalsh(matrix)
     k = min(k, values.numel())
     zeros = [0.0] * k
