@@ -116,11 +116,8 @@ def _lrs(text: str, optimizer: str) -> list[float]:
     return sorted(set(values))
 
 
-def run(args) -> int:
-    synthetic = parse_synthetic(args.task) is not None
-    defaults = SWEEP_DEFAULTS["synthetic" if synthetic else "image"]
-    if synthetic and (args.downsample != 1 or args.invert):
-        raise InputError("--downsample and --invert apply to images, not synthetic data")
+def _configs(args, defaults: dict) -> tuple[list[ModelConfig], dict, TrainConfig]:
+    """The models, the learning-rate grid of each optimizer and the shared training config."""
     for name in ("epochs", "grades", "width", "layers", "downsample"):
         if getattr(args, name) is not None:
             _positive("--" + name, getattr(args, name))
@@ -144,6 +141,15 @@ def run(args) -> int:
         device=args.device,
         precision=args.precision,
     )
+    return models, grids, train_cfg
+
+
+def run(args) -> int:
+    synthetic = parse_synthetic(args.task) is not None
+    defaults = SWEEP_DEFAULTS["synthetic" if synthetic else "image"]
+    if synthetic and (args.downsample != 1 or args.invert):
+        raise InputError("--downsample and --invert apply to images, not synthetic data")
+    models, grids, train_cfg = _configs(args, defaults)
     device = train_cfg.torch_device()
     first = load_data(args.task, downsample=args.downsample, invert=args.invert, device=device)
     out = Path(args.out or f"runs/sweep_{first.name}")
