@@ -43,7 +43,6 @@ def add_parser(sub) -> None:
     e.add_argument("--grades", type=int, default=4, help="grades (SGDL: grades*layers layers)")
     e.add_argument("--width", type=int, help="hidden width (default 32 synthetic, 48 image)")
     e.add_argument("--layers", type=int, help="hidden layers per grade (default 1)")
-    e.add_argument("--optimizer", choices=("gd", "adam"), default="gd", help="gd (default)")
     e.add_argument(
         "--eta",
         type=float,
@@ -55,17 +54,7 @@ def add_parser(sub) -> None:
     e.add_argument("--k", type=int, default=10, help="smallest and largest eigenvalues kept")
     e.add_argument("--method", choices=METHODS, default="auto", help="auto: exact up to 2000")
     e.add_argument("--hvp-dtype", choices=sorted(HVP_DTYPES), default="float64")
-    e.add_argument(
-        "--no-hessian",
-        action="store_true",
-        help="Adam: skip the spectrum of H itself (only that of P H)",
-    )
-    e.add_argument(
-        "--precision",
-        choices=[p for p in PRECISIONS if p != "auto"],
-        default="fp32",
-        help="training arithmetic (fp32; the spectra are float64 whatever it is)",
-    )
+    _add_training_options(e)
     e.add_argument("--lanczos-steps", type=int, default=300, help="Lanczos step limit")
     e.add_argument("--tol", type=float, default=1e-4, help="Lanczos tolerance (x max|eig|)")
     e.add_argument(
@@ -89,6 +78,22 @@ def add_parser(sub) -> None:
     plot.add_argument("--out", required=True, help="PNG to write")
     plot.add_argument("--title", help="figure title (default: the runs' task)")
     plot.set_defaults(run=run_plot)
+
+
+def _add_training_options(e) -> None:
+    """How the tracked network trains: the optimizer and its arithmetic."""
+    e.add_argument("--optimizer", choices=("gd", "adam"), default="gd", help="gd (default)")
+    e.add_argument(
+        "--no-hessian",
+        action="store_true",
+        help="Adam: skip the spectrum of H itself (only that of P H)",
+    )
+    e.add_argument(
+        "--precision",
+        choices=[p for p in PRECISIONS if p != "auto"],
+        default="fp32",
+        help="training arithmetic (fp32; the spectra are float64 whatever it is)",
+    )
 
 
 def sub_parsers(parser):
