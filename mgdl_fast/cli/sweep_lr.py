@@ -1,19 +1,26 @@
 """``mgdl-fast sweep-lr TASK``: MGDL vs SGDL over a grid of learning rates with plain GD and Adam
-(PROTOCOL 5); writes ``sweep.json``, ``sweep.md`` (the table) and ``sweep.png``."""
+(PROTOCOL 5); writes ``sweep.json``, ``sweep.md`` (the table) and ``sweep.png``.
+
+While it runs, every finished run is saved to ``sweep_partial.json``; ``--resume`` continues a
+sweep from there (or extends a finished one with new learning rates) without training its runs
+again, and refuses a different configuration."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
 
+from ..backends.base import PRECISIONS
 from ..block import INIT_SCHEMES
 from ..errors import InputError
 from ..experiments.analysis.data import load_data, parse_synthetic
 from ..experiments.analysis.defaults import DEFAULT_LRS, SWEEP_DEFAULTS
 from ..experiments.analysis.figures import plot_sweep
-from ..experiments.analysis.sweep import markdown_table, sweep
-from ..io.environment import environment, write_json
+from ..experiments.analysis.sweep import markdown_table, row_key, sweep
+from ..io.atomic import write_text
+from ..io.environment import clean_json, environment, write_json
 from ..train.config import MODEL_KINDS, OPTIMIZERS, ModelConfig, TrainConfig
 from .analyze import _positive
 
@@ -41,9 +48,54 @@ def add_parser(sub) -> None:
     p.add_argument("--invert", action="store_true", help="use 1 - image (the resolution chart)")
     p.add_argument("--seed", type=int, default=0, help="init seed (same for every grade)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument(
+        "--precision",
+        choices=[p for p in PRECISIONS if p != "auto"],
+        default="fp32",
+        help="training arithmetic (default fp32)",
+    )
     p.add_argument("--out", help="output directory (default runs/sweep_<task>)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="keep the runs already in --out")
+    mode.add_argument("--overwrite", action="store_true", help="replace the sweep in --out")
     p.add_argument("--quiet", action="store_true", help="no line per run")
     p.set_defaults(run=run)
+
+
+PARTIAL = "sweep_partial.json"
+# What a resumed sweep must share with the runs it keeps (the grids may grow).
+_SAME = ("task", "data", "train_points", "models", "train")
+
+
+def _earlier_rows(out: Path, config: dict, args) -> list[dict]:
+    """The rows a sweep in ``out`` already holds (``--resume``); none for a new sweep. Refuses
+    to mix configurations and to replace a sweep without ``--overwrite``."""
+    saved = [out / name for name in (PARTIAL, "sweep.json") if (out / name).exists()]
+    if not saved:
+        return []
+    if args.overwrite:
+        for path in saved:
+            path.unlink()
+        return []
+    if not args.resume:
+        raise InputError(f"{out} holds a sweep; --resume to continue it, or --overwrite")
+    try:
+        earlier = json.loads(saved[0].read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {saved[0]}: {exc}") from None
+    now = clean_json({key: config[key] for key in _SAME})
+    differ = [key for key in _SAME if earlier.get("config", {}).get(key) != now[key]]
+    if differ:
+        raise InputError(
+            f"--resume: {saved[0]} was made with another {', '.join(differ)}; use another --out"
+        )
+    return list(earlier["rows"])
+
+
+def _merge(done: list[dict], rows: list[dict]) -> list[dict]:
+    """``rows`` (this grid, in order) then the earlier rows outside this grid."""
+    keys = {row_key(r) for r in rows}
+    return rows + [r for r in done if row_key(r) not in keys]
 
 
 def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -64,11 +116,8 @@ def _lrs(text: str, optimizer: str) -> list[float]:
     return sorted(set(values))
 
 
-def run(args) -> int:
-    synthetic = parse_synthetic(args.task) is not None
-    defaults = SWEEP_DEFAULTS["synthetic" if synthetic else "image"]
-    if synthetic and (args.downsample != 1 or args.invert):
-        raise InputError("--downsample and --invert apply to images, not synthetic data")
+def _configs(args, defaults: dict) -> tuple[list[ModelConfig], dict, TrainConfig]:
+    """The models, the learning-rate grid of each optimizer and the shared training config."""
     for name in ("epochs", "grades", "width", "layers", "downsample"):
         if getattr(args, name) is not None:
             _positive("--" + name, getattr(args, name))
@@ -90,31 +139,49 @@ def run(args) -> int:
         seed=args.seed,
         init=args.init or defaults["init"],
         device=args.device,
+        precision=args.precision,
     )
+    return models, grids, train_cfg
+
+
+def run(args) -> int:
+    synthetic = parse_synthetic(args.task) is not None
+    defaults = SWEEP_DEFAULTS["synthetic" if synthetic else "image"]
+    if synthetic and (args.downsample != 1 or args.invert):
+        raise InputError("--downsample and --invert apply to images, not synthetic data")
+    models, grids, train_cfg = _configs(args, defaults)
     device = train_cfg.torch_device()
     first = load_data(args.task, downsample=args.downsample, invert=args.invert, device=device)
     out = Path(args.out or f"runs/sweep_{first.name}")
+    config = {
+        "task": args.task,
+        "data": first.name,
+        "train_points": first.task.splits["train"].x.shape[0],
+        "models": [m.to_dict() for m in models],
+        "train": train_cfg.to_dict(),
+    }
+    done = _earlier_rows(out, config, args)
     out.mkdir(parents=True, exist_ok=True)
+    config |= {"grids": grids, "command": "mgdl-fast " + " ".join(sys.argv[1:])}
+    env = environment(device)
+
+    def save_partial(rows: list[dict]) -> None:
+        partial = {"config": config, "environment": env, "rows": _merge(done, rows)}
+        write_text(out / PARTIAL, json.dumps(clean_json(partial), indent=1) + "\n")
+
     rows = sweep(
         lambda: load_data(args.task, downsample=args.downsample, invert=args.invert, device=device),
         models,
         grids,
         train_cfg,
         verbose=not args.quiet,
+        done=done,
+        on_row=save_partial,
     )
+    rows = _merge(done, rows)
     table = markdown_table(rows, psnr=not synthetic)
-    config = {
-        "task": args.task,
-        "data": first.name,
-        "train_points": first.task.splits["train"].x.shape[0],
-        "models": [m.to_dict() for m in models],
-        "grids": grids,
-        "train": train_cfg.to_dict(),
-        "command": "mgdl-fast " + " ".join(sys.argv[1:]),
-    }
-    write_json(
-        out / "sweep.json", {"config": config, "environment": environment(device), "rows": rows}
-    )
+    write_json(out / "sweep.json", {"config": config, "environment": env, "rows": rows})
+    (out / PARTIAL).unlink(missing_ok=True)
     (out / "sweep.md").write_text(table + "\n")
     plot_sweep(rows, out / "sweep.png", f"Final test loss against the learning rate: {args.task}")
     print(table)

@@ -42,7 +42,9 @@ from .state import Checkpointer, GradeProgress, Interrupted
 class GradeHook(Protocol):
     """Runs before an optimizer step of a grade with its ``BlockParams``, inputs and
     objective; a returned string stops the grade with that reason (e.g. the eigenvalue
-    stopping rule)."""
+    stopping rule). A hook with a ``watch_optimizer(grade, optimizer)`` method is handed each
+    grade's ``GradeOptimizer`` before its first step (the Adam stability analysis reads its
+    second moments)."""
 
     def __call__(
         self, grade: int, epoch: int, params: Any, inputs: GradeInputs, objective: Objective
@@ -107,6 +109,9 @@ class _Loop:
         self, grade, cfg, stop_rule, progress, cuda_graph, hook, checkpointer, save, start, budget
     ):
         self.g, self.cfg, self.stop_rule, self.hook = grade, cfg, stop_rule, hook
+        watch = getattr(hook, "watch_optimizer", None)
+        if watch is not None:
+            watch(grade.number, grade.optimizer)
         self.progress = progress or Progress(quiet=True)
         self.checkpointer, self.save = checkpointer, save
         grad = grade.params.zeros_like()

@@ -46,6 +46,30 @@ def test_eig_on_synthetic_data_writes_json_and_png(tmp_path, capsys):
     assert code == 0 and png.stat().st_size > 1000, stderr
 
 
+def test_eig_under_adam_writes_the_preconditioned_spectra(tmp_path, capsys):
+    out = tmp_path / "adam"
+    args = ["analyze", "eig", "synthetic:1", "--optimizer", "adam", "--width", "8", "--eta", "1e-2"]
+    code, stdout, stderr = run_cli([*args, "--out", out, *EIG_TINY], capsys)
+    assert code == 0, stderr
+    assert (out / "adam_eigenvalues.png").stat().st_size > 1000
+    mgdl = json.loads((out / "eig_adam_mgdl.json").read_text())
+    sgdl = json.loads((out / "eig_adam_sgdl.json").read_text())
+    assert [e["cumulative_iteration"] for e in mgdl["evaluations"]] == [10, 20, 40, 50]
+    assert [e["cumulative_iteration"] for e in sgdl["evaluations"]] == [10, 20]
+    config = mgdl["config"]
+    assert config["optimizer"] == "adam" and config["train"]["optimizer"] == "adam"
+    assert config["eta"] == 1e-2 and config["beta1"] == 0.9 and config["eig_stop"] is None
+    assert config["train"]["precision"] == "fp32"
+    first = mgdl["evaluations"][0]
+    assert first["threshold"] == pytest.approx(38 / 1e-2)
+    assert len(first["largest"]) == 3 and first["hessian"]["largest"]
+    assert "threshold" in stdout and not (out / "eig_mgdl.json").exists()
+
+    png = tmp_path / "again.png"
+    code, _, stderr = run_cli(["analyze", "plot", out / "eig_adam_mgdl.json", "--out", png], capsys)
+    assert code == 0 and png.stat().st_size > 1000, stderr
+
+
 def test_plot_refuses_files_that_are_not_eig_runs(tmp_path, capsys):
     other = tmp_path / "other.json"
     other.write_text('{"rows": []}')
@@ -86,6 +110,36 @@ def test_sweep_lr_table_with_a_diverging_run(tmp_path, capsys):
     assert (out / "sweep.png").stat().st_size > 1000 and table.strip() in stdout
 
 
+def test_sweep_lr_resumes_and_extends_without_training_again(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    base = ["sweep-lr", "synthetic:1", "--optimizers", "gd", "--models", "mgdl", "--out", out]
+    tiny = ["--epochs", "20", "--grades", "2", "--width", "8"]
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-2", *tiny, "--quiet"], capsys)
+    assert code == 0, stderr
+    first = json.loads((out / "sweep.json").read_text())["rows"]
+    assert not (out / "sweep_partial.json").exists()
+    assert first[0]["diverged_grade"] is None and first[0]["diverged_epoch"] is None
+
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-2", *tiny], capsys)
+    assert code == 2 and "holds a sweep; --resume" in stderr, stderr
+    longer = ["--epochs", "30", *tiny[2:]]
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-2", "--resume", *longer], capsys)
+    assert code == 2 and "made with another train;" in stderr, stderr
+
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-2,1e4", "--resume", *tiny], capsys)
+    assert code == 0, stderr
+    # Only the new learning rate ran (one progress line); the earlier row is kept as it was.
+    assert stderr.count("its,") == 1 and "lr 10000" in stderr, stderr
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [r["lr"] for r in rows] == [1e-2, 1e4] and rows[0] == first[0]
+    assert rows[1]["diverged_grade"] == 1 and rows[1]["diverged_epoch"] >= 0
+    assert "diverged (grade 1, epoch" in (out / "sweep.md").read_text()
+
+    code, _, stderr = run_cli([*base, "--lrs-gd", "1e-3", "--overwrite", *tiny, "--quiet"], capsys)
+    assert code == 0, stderr
+    assert [r["lr"] for r in json.loads((out / "sweep.json").read_text())["rows"]] == [1e-3]
+
+
 def test_sweep_lr_on_an_image_reports_psnr(shared_image, tmp_path, capsys):
     image = shared_image("cameraman.tif")
     out = tmp_path / "sweep"
@@ -109,6 +163,8 @@ def test_sweep_lr_on_an_image_reports_psnr(shared_image, tmp_path, capsys):
         (["analyze", "eig", "synthetic:1", "--lanczos-steps", "5"], "--lanczos-steps"),
         (["analyze", "eig", "synthetic:1", "--downsample", "2"], "apply to images"),
         (["analyze", "eig", "synthetic:1", "--width", "0"], "--width must be"),
+        (["analyze", "eig", "synthetic:1", "--optimizer", "adam", "--eig-stop", "-0.9"], "GD rule"),
+        (["analyze", "eig", "synthetic:1", "--no-hessian"], "--no-hessian applies"),
         (["sweep-lr", "synthetic:1", "--lrs-gd", "fast"], "not a comma list of numbers"),
         (["sweep-lr", "synthetic:1", "--lrs-adam", "0"], "must be finite and > 0"),
         (["sweep-lr", "synthetic:1", "--models", "mgdl,cnn"], "--models must be"),

@@ -25,6 +25,9 @@ EIG_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
+# The Adam stability analysis (analysis.adam): the papers' Adam learning rate (PROTOCOL 2).
+ADAM_EIG_LR = 1e-3
+
 # PROTOCOL 5: the image study uses PROTOCOL 2's networks (4 x [128, 128] / 8 x 128) with stax's
 # Glorot init; the synthetic study PROTOCOL 4's (width 32, one layer per grade) with He init.
 SWEEP_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -59,6 +59,61 @@ def plot_eigenvalues(runs: list[dict], path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
+def _segments(evals: list[dict]):
+    """The evaluations of each grade in turn (lines never join across grade boundaries)."""
+    for grade in sorted({e["grade"] for e in evals}):
+        yield grade, [e for e in evals if e["grade"] == grade]
+
+
+def _adam_panels(top, bottom, run: dict) -> None:
+    """One Adam run: the k largest eigenvalues of P H (blue), the largest of H (grey) and the
+    stability threshold (red; dashed: 2/lr, the threshold without momentum) above; the
+    training loss at the same iterates below."""
+    evals = run["evaluations"]
+    first = evals[0]["grade"] if evals else None
+    for grade, segment in _segments(evals):
+        xs = [e["cumulative_iteration"] for e in segment]
+        k = min(len(e["largest"]) for e in segment)
+        for i in range(k):
+            label = f"{k} largest eig(P H)" if i == 0 and grade == first else None
+            ys = [e["largest"][-1 - i] for e in segment]
+            top.plot(xs, ys, color="tab:blue", marker=".", markersize=3, lw=0.6, label=label)
+        if all(e.get("hessian") for e in segment):
+            ys = [e["hessian"]["largest"][-1] for e in segment]
+            label = "largest eig(H)" if grade == first else None
+            top.plot(xs, ys, color="0.5", marker=".", markersize=3, lw=0.8, label=label)
+        threshold = [e["threshold"] for e in segment]
+        label = "2(1+b1)/((1-b1) lr)" if grade == first else None
+        top.plot(xs, threshold, color="red", lw=1.2, label=label)
+        plain = [t * (1 - run["config"]["beta1"]) / (1 + run["config"]["beta1"]) for t in threshold]
+        top.plot(xs, plain, color="red", lw=0.8, ls="--", label="2/lr" if label else None)
+        bottom.plot(xs, [e["train_loss"] for e in segment], color="k", marker=".", markersize=3)
+    cfg = run["config"]
+    for ax in (top, bottom):
+        ax.set_yscale("log")
+        for boundary in run["boundaries"][:-1]:
+            ax.axvline(boundary, color="k", linestyle=":", linewidth=0.8)
+    top.set_title(f"{cfg['model']['kind'].upper()}, Adam lr = {cfg['eta']:g}")
+    top.set_ylabel("eigenvalues")
+    top.legend(loc="lower right", fontsize=7)
+    bottom.set_xlabel("iteration (cumulative over grades)")
+    bottom.set_ylabel("training loss (grade's)")
+
+
+def plot_adam_eigenvalues(runs: list[dict], path: str | Path, title: str) -> None:
+    """One column per run (MGDL, SGDL): spectra of the preconditioned Hessian against Adam's
+    stability threshold above, the training loss below; grade boundaries dotted."""
+    fig, axes = plt.subplots(
+        2, len(runs), figsize=(6 * len(runs), 7), sharex="col", constrained_layout=True,
+        squeeze=False, height_ratios=(2, 1),
+    )  # fmt: skip
+    for column, run in enumerate(runs):
+        _adam_panels(axes[0][column], axes[1][column], run)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_sweep(rows: list[dict], path: str | Path, title: str) -> None:
     """Final test loss against the learning rate, one panel per optimizer, one line per model;
     diverged runs (no finite loss) are drawn as crosses on the top edge."""

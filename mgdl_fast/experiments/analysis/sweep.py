@@ -30,6 +30,8 @@ def run_one(data: Data, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict:
         "iterations": sum(r.epochs_run for r in result.records),
         "stop_reasons": [r.stop_reason for r in result.records],
         "diverged": str(result.diverged) if diverged else None,
+        "diverged_grade": result.diverged.grade if result.diverged is not None else None,
+        "diverged_epoch": result.diverged.epoch if result.diverged is not None else None,
         "kept_test_loss": final.get("test_loss"),
         "seconds": time.perf_counter() - start,
     }
@@ -43,6 +45,10 @@ def run_one(data: Data, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict:
     return row
 
 
+def row_key(row: dict) -> tuple[str, float, str]:
+    return row["optimizer"], row["lr"], row["model"]
+
+
 def sweep(
     make_data: Callable[[], Data],
     models: list[ModelConfig],
@@ -50,19 +56,30 @@ def sweep(
     train_cfg: TrainConfig,
     *,
     verbose: bool = False,
+    done: list[dict] | None = None,
+    on_row: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
     """Every model in ``models`` with every optimizer in ``grids`` at each of its learning rates.
 
     ``make_data`` builds fresh data per run (the objective's residuals change as grades are
-    fitted). ``train_cfg`` gives everything but the optimizer and the learning rate.
+    fitted). ``train_cfg`` gives everything but the optimizer and the learning rate. Runs with
+    a row in ``done`` (a resumed sweep) are not trained again; ``on_row`` is called with the
+    rows so far after every new run (to save them). Rows come back in grid order.
     """
+    finished = {row_key(r): r for r in done or []}
     rows = []
     for optimizer, lrs in grids.items():
         for lr in lrs:
             for model_cfg in models:
+                key = (optimizer, lr, model_cfg.kind)
+                if key in finished:
+                    rows.append(finished[key])
+                    continue
                 cfg = replace(train_cfg, optimizer=optimizer, lr=lr)
                 row = run_one(make_data(), model_cfg, cfg)
                 rows.append(row)
+                if on_row is not None:
+                    on_row(rows)
                 if verbose:
                     print(format_row(row), file=sys.stderr)
     return rows
@@ -100,11 +117,16 @@ def markdown_table(rows: list[dict], *, psnr: bool = True) -> str:
             if not match:
                 cells += ["-"] * per_model
             elif match[0]["test_loss"] is None:
-                cells += [f"diverged (grade {match[0]['grades_done'] + 1})"] + ["-"] * (
-                    per_model - 1
-                )
+                cells += [_diverged_cell(match[0])] + ["-"] * (per_model - 1)
             else:
                 cells.append(f"{match[0]['test_loss']:.4e}")
                 cells += [f"{match[0]['test_psnr']:.2f}"] if psnr else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _diverged_cell(row: dict) -> str:
+    """Where a run diverged: its grade and, when recorded, the epoch within that grade."""
+    grade = row.get("diverged_grade") or row["grades_done"] + 1
+    epoch = row.get("diverged_epoch")
+    return f"diverged (grade {grade}" + (f", epoch {epoch})" if epoch is not None else ")")

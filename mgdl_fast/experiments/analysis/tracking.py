@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,9 @@ from ...train.config import ModelConfig, TrainConfig
 from ...train.trainer import fit
 from .hessian import grade_loss
 from .spectrum import Spectrum, iteration_spectrum
+
+if TYPE_CHECKING:
+    from .adam import AdamEigenTracker
 
 EIG_STOP_REASON = "eigenvalue_stop"
 
@@ -91,10 +95,15 @@ class EigenTracker:
 
 
 def track_eigenvalues(
-    task, objective, model_cfg: ModelConfig, train_cfg: TrainConfig, tracker: EigenTracker
+    task,
+    objective,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    tracker: EigenTracker | AdamEigenTracker,
 ) -> dict:
-    """Train with ``tracker`` as the hook; return a JSON-ready summary: per-grade records and
-    every evaluation, with its iteration counted cumulatively over grades."""
+    """Train with ``tracker`` as the hook (GD's ``EigenTracker`` or ``adam.AdamEigenTracker``);
+    return a JSON-ready summary: per-grade records and every evaluation, with its iteration
+    counted cumulatively over grades."""
     start = time.perf_counter()
     result = fit(task, objective, model_cfg, train_cfg, progress=False, hook=tracker)
     offsets, total = {}, 0
