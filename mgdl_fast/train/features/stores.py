@@ -10,7 +10,7 @@ On a CUDA device both stage chunks through two pinned host buffers and two devic
 chunk i+1 is read (disk) or selected (host) while the GPU works on chunk i, and its copy is
 queued on the compute stream after chunk i's kernels, so a device buffer is only overwritten
 once the kernels reading it are done. Both act as the store a freeze writes into and then as the
-next grade's inputs (``train.cache``'s ``chunks`` interface).
+next grade's inputs (``inputs.py``'s ``chunks`` interface).
 """
 
 from __future__ import annotations
