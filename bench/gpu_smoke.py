@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.records import append  # noqa: E402
-from mgdl_fast import BlockParams, BlockShape, Options, backends  # noqa: E402
+from mgdl_fast import BlockShape, Options, backends  # noqa: E402
+from mgdl_fast.backends.selfcheck_compare import inputs, relative_error  # noqa: E402
 from mgdl_fast.io.environment import environment  # noqa: E402
 from mgdl_fast.testing import SELF_CHECK_TOLERANCE, poisoned  # noqa: E402
 
@@ -45,21 +46,10 @@ TINY = [((2, 16, 2, 1), torch.float32), ((16, 16, 3, 3), torch.float32)]
 
 
 def _inputs(shape: BlockShape, n: int, dtype: torch.dtype, device: torch.device):
-    gen = torch.Generator().manual_seed(0)
-    if shape.in_dim == shape.width:
-        x = torch.relu(torch.randn(n, shape.in_dim, generator=gen))
-    else:
-        x = torch.rand(n, shape.in_dim, generator=gen)
-    y = torch.rand(n, shape.out_dim, generator=gen)
-    g_out = torch.randn(n, shape.out_dim, generator=gen) / n
-    params = BlockParams.init(shape, seed=1, device=device)
-    return x.to(device, dtype), y.to(device), g_out.to(device), params.flat
-
-
-def _error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    scale = expected.double().abs().max().clamp_min(1e-30)
-    err = ((actual.double() - expected.double()).abs().max() / scale).item()
-    return err if err == err else float("inf")
+    """The self-check's inputs (other seeds) and a random-sign dL/dout ``[n, C]``."""
+    x, y, flat = inputs(shape, n, device, dtype, seed=0, param_seed=1)
+    g_out = torch.randn(n, shape.out_dim, generator=torch.Generator().manual_seed(2)) / n
+    return x, y, g_out.to(device), flat
 
 
 def _ops(engine, x, y, g_out, flat):
@@ -109,10 +99,10 @@ def check(name: str, dims, dtype, n: int, device: torch.device) -> list[dict]:
         rounded = _ops(oracle, x.bfloat16().to(dtype), y, g_out, flat.bfloat16().float())
     records = []
     for op in ("forward", "features", "loss", "gradient", "backward", "adam"):
-        err = _error(got[op], want[op])
+        err = relative_error(got[op], want[op])
         tol = SELF_CHECK_TOLERANCE[precision]
         if rounded is not None:
-            tol = max(tol, 2 * _error(rounded[op], want[op]))
+            tol = max(tol, 2 * relative_error(rounded[op], want[op]))
         status = "ok" if err <= tol else "FAIL"
         records.append({**base, "op": op, "precision": precision,
                         "error": err, "tolerance": tol, "status": status})  # fmt: skip

@@ -32,14 +32,17 @@ def check_rows(tile_rows: int, programs: int) -> tuple[int, int]:
     return 3 * programs * tile_rows + remainder, aligned
 
 
-def _inputs(shape: BlockShape, n: int, device: torch.device, input_dtype: torch.dtype):
-    gen = torch.Generator().manual_seed(12345)
+def inputs(shape: BlockShape, n: int, device: torch.device, input_dtype: torch.dtype,
+           seed: int = 12345, param_seed: int = 7):  # fmt: skip
+    """``(x [n, D], y [n, C], flat [P])`` as a grade sees them: coordinates in [0, 1) for a
+    small input, ReLU features for one as wide as the block."""
+    gen = torch.Generator().manual_seed(seed)
     if shape.in_dim == shape.width:
         x = torch.relu(torch.randn(n, shape.in_dim, generator=gen))
     else:
         x = torch.rand(n, shape.in_dim, generator=gen)
     y = torch.rand(n, shape.out_dim, generator=gen)
-    params = BlockParams.init(shape, seed=7, device=device)
+    params = BlockParams.init(shape, seed=param_seed, device=device)
     return x.to(device, input_dtype), y.to(device), params.flat
 
 
@@ -87,7 +90,7 @@ def _nan_probes(engine, x, y, flat) -> list[str]:
 
 
 def _compare_at(kernel, oracle, shape, n, device, input_dtype) -> dict[str, float]:
-    x, y, flat = _inputs(shape, n, device, input_dtype)
+    x, y, flat = inputs(shape, n, device, input_dtype)
     out = torch.empty(n, shape.out_dim, device=device)
     oracle.forward(x, flat, out)
     g_out = (out - y) / y.numel()
@@ -118,7 +121,7 @@ def compare(
         for n in rows:
             for op, err in _compare_at(kernel, oracle, shape, n, device, input_dtype).items():
                 errors[op] = max(errors.get(op, 0.0), err)
-        x, y, flat = _inputs(shape, rows[0], device, input_dtype)
+        x, y, flat = inputs(shape, rows[0], device, input_dtype)
         nan_failures = _nan_probes(kernel, x, y, flat)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
