@@ -23,6 +23,13 @@ def test_import_loads_no_kernel_backend():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_import_leaves_matplotlib_alone():
+    """Plotting loads matplotlib (and picks its Agg backend) when a run draws its curves, never
+    at ``import mgdl_fast``: a notebook's own backend must survive the import."""
+    code = "import sys, mgdl_fast; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_no_module_imports_a_private_torch_module_at_import_time():
     """Private torch modules (torch._subclasses, torch._functorch, ...) change between
     releases: mgdl_fast imports them only inside the functions that need them, never at the

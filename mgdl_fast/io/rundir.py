@@ -43,7 +43,6 @@ from ..train.state import TrainingState
 from ..train.trainer import FitResult
 from . import atomic, ownership
 from .checkpoint import checkpoint_contents, write_tensors
-from .curves import plot_curves
 from .images import save_png
 from .manifest import MANIFEST, new_manifest, read_manifest
 from .ownership import RECORD, RunRecord, exists
@@ -326,6 +325,10 @@ class RunDirectory:
         self._write("metrics.json", lambda tmp: tmp.write_text(text))
 
     def write_curves(self, result: FitResult, title: str) -> None:
+        # matplotlib is imported only here: importing mgdl_fast must not load it (or set its
+        # backend for the user's process).
+        from .curves import plot_curves
+
         if result.records:
             self._write("curves.png", lambda tmp: plot_curves(result.records, tmp, title))
 
