@@ -50,7 +50,7 @@ mgdl_fast() {
 # init, on the image subsampled by 2 (128x128, 4,096 training pixels).
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-2000}
 SWEEP_DOWNSAMPLE=${SWEEP_DOWNSAMPLE:-2}
-SWEEP_LRS_GD=${SWEEP_LRS_GD:-0.1,0.3,1,2,3}
+SWEEP_LRS_GD=${SWEEP_LRS_GD:-0.1,0.3,1,1.25,1.5,1.75,2,3}
 SWEEP_LRS_ADAM=${SWEEP_LRS_ADAM:-1e-4,1e-3,1e-2,3e-2,1e-1}
 
 image_of() {
@@ -87,12 +87,10 @@ fit_job() {
   collect "$job" "$out/metrics.json" "$out/progress.jsonl" "$out/curves.png"
 }
 
+# A sweep always runs with --resume: runs already in it are kept, so a finished sweep only
+# rewrites its table and figure, and a longer grid trains only the new learning rates.
 sweep_job() {
   local job=$1 optimizer=${1#sweep_} out="$RUNS/$1"
-  if [ -f "$out/sweep.json" ]; then
-    echo "== $job: already complete"
-    return 0
-  fi
   local lrs="SWEEP_LRS_${optimizer^^}"
   local cmd=(mgdl_fast sweep-lr "$IMAGES/cameraman.tif" --optimizers "$optimizer"
     "--lrs-$optimizer" "${!lrs}" --epochs "$SWEEP_EPOCHS" --downsample "$SWEEP_DOWNSAMPLE"
