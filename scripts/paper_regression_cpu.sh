@@ -5,7 +5,8 @@
 #
 #   scripts/paper_regression_cpu.sh JOB...      # e.g. camera_mgdl_s0 camera_sgdl_s0
 #
-# JOB is <image>_<model>_s<seed> (image: camera, chart, butterfly; model: mgdl, sgdl),
+# JOB is <image>_<model>_s<seed>[_e<epochs>] (image: camera, chart, butterfly; model: mgdl,
+# sgdl; _e<epochs> caps the epochs per grade, SGDL's in total, at a stated fraction of 10,000),
 # sweep_<optimizer> (the cameraman learning-rate grid of docs/REPRODUCTION.md) or
 # adam_eig_<setting> (the Adam stability analysis of docs/ANALYSIS.md). Each run writes
 # into $RUNS/<job>/ (default /work/runs24, outside the repository); an interrupted run resumes
@@ -68,8 +69,9 @@ status_of() {
 }
 
 fit_job() {
-  local job=$1 image model seed out mode=()
-  IFS=_ read -r image model seed <<<"$job"
+  local job=$1 image model seed epochs out mode=() budget=()
+  IFS=_ read -r image model seed epochs <<<"$job"
+  [ -n "$epochs" ] && budget=(--epochs "${epochs#e}")
   out="$RUNS/$job"
   local status
   status=$(status_of "$out/metrics.json")
@@ -80,7 +82,7 @@ fit_job() {
   fi
   [ -f "$out/manifest.json" ] && mode=(--resume)
   local cmd=(mgdl_fast fit "$(image_of "$image")" --model "$model" --seed "${seed#s}"
-    --preset paper --precision fp32 --device cpu --out "$out" --quiet "${mode[@]}")
+    --preset paper --precision fp32 --device cpu --out "$out" --quiet "${budget[@]}" "${mode[@]}")
   echo "== $job: ${cmd[*]}"
   # A diverged run is a result (exit status 1, its grades kept); an interrupted one is not.
   run_logged "$job" "${cmd[@]}" || [ "$(status_of "$out/metrics.json")" = diverged ]
