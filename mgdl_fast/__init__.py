@@ -5,26 +5,29 @@ Importing never compiles or probes a GPU; Triton and the CUDA extension load on 
 custom ops. The public surface is ``__all__`` (docs/API.md says what is stable).
 """
 
-import numpy as np
+from ._startup import interrupt_ends_command
 
-from . import nn, ops
-from ._version import __version__
-from .backends import bind
-from .backends.base import DTYPE_POLICY, Options
-from .backends.engine import Engine
-from .block import BlockParams, BlockShape
-from .errors import BackendUnavailableError, DivergenceError, InputError, MGDLError
-from .experiments.construct import construct
-from .grid import coordinate_grid, grid_rows
-from .io.checkpoint import load_checkpoint, save_checkpoint
-from .io.images import Image, default_image, from_array, load_image
-from .nn import Grade, MultiGrade
-from .ops import adam_step, block_backward, block_forward, gd_step, grade_step
-from .run import Outcome, RunConfig, run_fit
-from .tasks import FunctionTask, RegressionObjective, RegressionTask
-from .tasks.base import GradeInputs, Objective, Split, Task
-from .tasks.regression import field_pixels
-from .train import FitResult, GradeHook, ModelConfig, MultiGradeModel, TrainConfig, fit
+with interrupt_ends_command():
+    import numpy as np
+
+    from . import nn, ops
+    from ._version import __version__
+    from .backends import bind
+    from .backends.base import DTYPE_POLICY, Options
+    from .backends.engine import Engine
+    from .block import BlockParams, BlockShape
+    from .errors import BackendUnavailableError, DivergenceError, InputError, MGDLError
+    from .experiments.construct import construct
+    from .grid import coordinate_grid, grid_rows
+    from .io.checkpoint import load_checkpoint, save_checkpoint
+    from .io.images import Image, default_image, from_array, load_image
+    from .nn import Grade, MultiGrade
+    from .ops import adam_step, block_backward, block_forward, gd_step, grade_step
+    from .run import Outcome, RunConfig, run_fit
+    from .tasks import FunctionTask, RegressionObjective, RegressionTask
+    from .tasks.base import GradeInputs, Objective, Split, Task
+    from .tasks.regression import field_pixels
+    from .train import FitResult, GradeHook, ModelConfig, MultiGradeModel, TrainConfig, fit
 
 __all__ = [
     "DTYPE_POLICY",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._startup import interrupt_ends_command
 from .._version import __version__
 from ..errors import MGDLError
-from . import analyze, approx, fit, info, predict, sweep_lr
+
+with interrupt_ends_command():
+    from . import analyze, approx, fit, info, predict, sweep_lr
 
 COMMANDS = (fit, predict, approx, analyze, sweep_lr, info)
 
@@ -29,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except MGDLError as exc:
         print(f"mgdl-fast: error: {exc}", file=sys.stderr)
