@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mgdl_fast as mf  # noqa: E402
 from mgdl_fast.io.environment import environment  # noqa: E402
 from mgdl_fast.io.lazy import open_lazy  # noqa: E402
-from mgdl_fast.tasks.regression import RegressionObjective, StreamedRegressionTask  # noqa: E402
+from mgdl_fast.tasks.lattice import StreamedRegressionTask
+from mgdl_fast.tasks.regression import RegressionObjective  # noqa: E402
 
 MODES = {
     "memory": {},

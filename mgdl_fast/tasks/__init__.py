@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..errors import InputError
-from . import regression, restoration
+from . import lattice, regression, restoration
 from .base import GradeInputs, MemoryTerms, Objective, Split, Task
 from .functions import FunctionTask
 from .regression import RegressionObjective, RegressionTask, psnr_from_loss
@@ -53,7 +53,7 @@ def _regression_defaults(model: str) -> dict:
 
 
 def _regression_streamed(image, device):
-    task = regression.StreamedRegressionTask(image, device=device)
+    task = lattice.StreamedRegressionTask(image, device=device)
     return task, RegressionObjective(task)
 
 
@@ -64,7 +64,7 @@ TASKS = {
         _regression_defaults,
         regression.EPOCHS,
         configure=lambda model: {"name": "regression"},
-        memory=MemoryTerms(regression.split_rows, objective_per_row=1),
+        memory=MemoryTerms(lattice.split_rows, objective_per_row=1),
         presets=regression.PRESET_DEFAULTS,
         make_streamed=_regression_streamed,
     ),

@@ -17,11 +17,8 @@ import torch
 
 from mgdl_fast import distributed, fit
 from mgdl_fast.io.lazy import lazy_from_array
-from mgdl_fast.tasks.regression import (
-    RegressionObjective,
-    RegressionTask,
-    StreamedRegressionTask,
-)
+from mgdl_fast.tasks.lattice import StreamedRegressionTask
+from mgdl_fast.tasks.regression import RegressionObjective, RegressionTask
 from mgdl_fast.tasks.restoration import InverseTask, TVObjective
 from mgdl_fast.train.state import Checkpointer, Interrupted
 

@@ -11,7 +11,8 @@ import torch
 
 from mgdl_fast import BlockParams, BlockShape, RegressionTask, fit
 from mgdl_fast.io.lazy import lazy_from_array
-from mgdl_fast.tasks.regression import RegressionObjective, StreamedRegressionTask
+from mgdl_fast.tasks.lattice import StreamedRegressionTask
+from mgdl_fast.tasks.regression import RegressionObjective
 from mgdl_fast.tasks.restoration import InverseTask, TVObjective
 from mgdl_fast.train.features import DiskFeatures, HostFeatures, grade_inputs
 from mgdl_fast.train.trainer import bind_grade
