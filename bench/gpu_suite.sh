@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU session in one command, for a lent H100/H200 (a bare copy of the working tree: Python
 # 3.12, torch with CUDA 13, Triton, nvcc, CMake; no network, nothing installed). Stages in order
-# of value, each under its own limit (printed first; they sum to at most 330 s, so that with a
-# machine start a second run still fits in 15 minutes); a failed stage is recorded and the next
-# one runs. Every case is a JSON line appended the moment it exists (bench/records.py), so a
+# of value, each under its own limit (printed first; with the steps around them and each
+# stage's kill margin they sum to at most 330 s, so that with a machine start a second run still
+# fits in 15 minutes); a failed stage is recorded and the next one runs. First, the wheels of
+# dependencies the GPU image lacks are installed from bench/wheels (bench/ensure_deps.py). Every case is a JSON line appended the moment it exists (bench/records.py), so a
 # stage that times out or crashes keeps what it finished:
 #   build    _C for sm_90a on every core, while bench/prewarm_triton.py compiles the headline
 #            Triton kernels into Triton's cache in other processes     -> build.jsonl, build.log
@@ -23,7 +24,8 @@
 # summary.txt (status, seconds and records per stage) and results.tar.gz, both also copied to
 # $OUT when it is set.
 #
-#   MGDL_FAST_COMMIT=$(git rev-parse --short HEAD) bench/gpu_suite.sh   # on the GPU machine
+#   MGDL_FAST_COMMIT=<short hash> bench/gpu_suite.sh   # on the GPU machine (a bare copy has
+#                                                      # no .git: give the hash from here)
 #   bench/gpu_suite.sh --dry-run        # every stage's logic on this CPU at tiny sizes (CI)
 #   bench/gpu_suite.sh --limits         # print the stage limits and check their sum
 #   MGDL_FAST_SUITE_STAGES=smoke,bench bench/gpu_suite.sh               # only these stages
@@ -35,24 +37,41 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-# name:limit in seconds, in order of value. The sum is checked against BUDGET below.
-LIMITS=(build:75 smoke:55 bench:60 tests:45 denoise:30 stream:25 compile:40)
+# name:limit in seconds, in order of value. Their sum, the kill margin of every stage (a stage
+# that ignores its SIGTERM is killed KILL_AFTER s later) and the limits of the steps around the
+# stages (STEPS) are checked against BUDGET below.
+LIMITS=(build:70 smoke:50 bench:55 tests:38 denoise:25 stream:18 compile:30)
 DRY_LIMITS=(build:300 smoke:300 bench:600 tests:300 denoise:120 stream:120 compile:600)
+STEPS=(deps:10 environment:10 summary:10)
 BUDGET=330
-KILL_AFTER=5
+KILL_AFTER=2
 
 mode=${1:-run}
-total=0
-for entry in "${LIMITS[@]}"; do total=$((total + ${entry#*:})); done
-limits_line="stage limits (s): ${LIMITS[*]//:/ } = $total of $BUDGET"
+stages=0 around=0
+for entry in "${LIMITS[@]}"; do stages=$((stages + ${entry#*:})); done
+for entry in "${STEPS[@]}"; do around=$((around + ${entry#*:})); done
+margins=$((KILL_AFTER * ${#LIMITS[@]}))
+total=$((stages + margins + around))
+limits_line="stage limits (s): ${LIMITS[*]//:/ } = $stages; kill margins $margins;\
+ ${STEPS[*]//:/ }: $total of $BUDGET"
 if [ "$total" -gt "$BUDGET" ]; then
-  echo "gpu_suite: the stage limits sum to $total s, above the $BUDGET s budget" >&2
+  echo "gpu_suite: the limits sum to $total s, above the $BUDGET s budget" >&2
   exit 2
 fi
 if [ "$mode" = "--limits" ]; then
   echo "$limits_line"
   exit 0
 fi
+step_limit() {  # step_limit NAME: its limit in STEPS
+  local entry
+  for entry in "${STEPS[@]}"; do [ "${entry%%:*}" = "$1" ] && echo "${entry#*:}"; done
+}
+for name in ${MGDL_FAST_SUITE_STAGES//,/ }; do
+  if [[ " ${LIMITS[*]} " != *" $name:"* ]]; then
+    echo "gpu_suite: unknown stage '$name' in MGDL_FAST_SUITE_STAGES (stages: ${LIMITS[*]//:[0-9]*/})" >&2
+    exit 2
+  fi
+done
 DRY=0
 [ "$mode" = "--dry-run" ] && DRY=1
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
@@ -84,10 +103,12 @@ echo "$limits_line"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
     echo "gpu: none (nvidia-smi unavailable)"
   echo "cpu cores: $(nproc)"
-  "$PY" -c "import torch, platform; print('python', platform.python_version(), 'torch',
+  timeout "$(step_limit environment)" "$PY" -c "import torch, platform; print('python', platform.python_version(), 'torch',
 torch.__version__, 'cuda', torch.version.cuda, 'device',
 torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 } >"$dir/environment.txt" 2>&1
+timeout "$(step_limit deps)" "$PY" bench/ensure_deps.py >"$dir/deps.log" 2>&1 ||
+  echo "gpu_suite: installing the carried wheels failed (deps.log)"
 
 wanted() {  # wanted NAME: the stage is selected by $MGDL_FAST_SUITE_STAGES (default: all)
   [ -z "${MGDL_FAST_SUITE_STAGES:-}" ] || [[ ",$MGDL_FAST_SUITE_STAGES," == *",$1,"* ]]
@@ -112,7 +133,9 @@ stage() {  # stage NAME COMMAND...
   local rc=$?
   local status=ok
   [ "$rc" = 0 ] || status="failed (exit $rc)"
+  # 124: stopped by SIGTERM at the limit; 137: killed KILL_AFTER s later (or by the kernel).
   [ "$rc" = 124 ] && status="timed out after $limit s"
+  [ "$rc" = 137 ] && [ $((SECONDS - start)) -ge "$limit" ] && status="timed out after $limit s"
   [ "$rc" = 0 ] || failed=1
   summary+=("$(printf '%-8s %-26s %4d s  %4s records' "$name" "$status" \
     $((SECONDS - start)) "$(records "$name")")")
@@ -147,10 +170,11 @@ else
     "${timing[@]}"
 fi
 
-timeout 30 "$PY" bench/epoch_summary.py "$dir/bench.jsonl" "$dir/compile.jsonl" \
+timeout "$(step_limit summary)" "$PY" bench/epoch_summary.py "$dir/bench.jsonl" "$dir/compile.jsonl" \
   >"$dir/epoch_summary.txt" 2>&1
 {
   echo "$limits_line"
+  cat "$dir/deps.log"
   printf '%s\n' "${summary[@]}"
   echo
   cat "$dir/epoch_summary.txt"

@@ -52,17 +52,31 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_the_stage_limits_fit_the_budget_and_a_larger_sum_is_refused(tmp_path):
+def test_the_limits_with_margins_and_steps_fit_the_budget_and_a_larger_sum_is_refused(tmp_path):
     out = subprocess.run(["bash", SUITE, "--limits"], capture_output=True, text=True)
     assert out.returncode == 0
-    limits = [int(v) for v in re.findall(r"\b[a-z]+ (\d+)", out.stdout.split("=")[0])]
-    assert len(limits) == 7 and sum(limits) <= 330
-    assert out.stdout.strip().endswith(f"= {sum(limits)} of 330")
+    stages_part, rest = out.stdout.split("=")
+    limits = [int(v) for v in re.findall(r"\b[a-z]+ (\d+)", stages_part)]
+    stages, margins, *steps, total = (int(v) for v in re.findall(r"(\d+)", rest)[:-1])
+    assert len(limits) == 7 and stages == sum(limits) and len(steps) == 3
+    assert margins > 0 and total == stages + margins + sum(steps) <= 330
+    assert out.stdout.strip().endswith(f"{total} of 330")
     greedy = tmp_path / "bench" / "gpu_suite.sh"
     greedy.parent.mkdir()
-    greedy.write_text(SUITE.read_text().replace("build:75 ", "build:76 ", 1))
+    build = re.search(r"build:(\d+) ", SUITE.read_text())
+    more = SUITE.read_text().replace(
+        build.group(0), f"build:{int(build.group(1)) + 331 - total} ", 1
+    )
+    greedy.write_text(more)
     refused = subprocess.run(["bash", greedy, "--limits"], capture_output=True, text=True)
     assert refused.returncode == 2 and "above the 330 s budget" in refused.stderr
+
+
+def test_an_unknown_stage_name_is_refused_before_anything_runs(tmp_path):
+    env = {**os.environ, "MGDL_FAST_SUITE_STAGES": "smoke,bnech", "SUITE_DIR": str(tmp_path / "s")}
+    out = subprocess.run(["bash", SUITE, "--dry-run"], capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "unknown stage 'bnech'" in out.stderr
+    assert not (tmp_path / "s").exists()
 
 
 def test_a_stage_killed_mid_way_keeps_its_finished_records(tmp_path):
