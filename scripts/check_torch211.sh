@@ -20,7 +20,13 @@ find_python312() {
   done
 }
 
-if [ ! -x "$VENV/bin/python" ]; then
+# The environment is complete once $VENV/.installed exists (written last): one left half-built
+# by a failed or interrupted install (it holds pyvenv.cfg, not the marker) is built again.
+if [ -f "$VENV/pyvenv.cfg" ] && [ ! -f "$VENV/.installed" ]; then
+  echo "check_torch211: $VENV is incomplete (an install did not finish); building it again"
+  rm -rf "$VENV"
+fi
+if [ ! -f "$VENV/.installed" ]; then
   free_gb=$(df -Pk . | awk 'NR == 2 {print int($4 / 1048576)}')
   if [ "$free_gb" -lt 10 ]; then
     echo "check_torch211: skipped: $free_gb GB free here; its environment needs about 5 GB"
@@ -36,6 +42,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q torch==2.11.0 triton==3.6.0 "numpy==2.5.*"
   MGDL_FAST_CUDA=OFF "$VENV/bin/python" -m pip install -q -e ".[test]"
+  touch "$VENV/.installed"
   echo "check_torch211: installed $VENV in $((SECONDS - start)) s"
 fi
 "$VENV/bin/python" -c "import platform, torch, triton, numpy
