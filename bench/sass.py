@@ -130,7 +130,7 @@ def global_reductions(fn: Function) -> dict[str, int]:
     return ops
 
 
-# Float min/max in SASS: FMNMX (fp32), HMNMX2 (f16x2/bf16x2), FMNMX64 (fp64); the ".NAN"
+# Float min/max in SASS: FMNMX (fp32), HMNMX2 (f16x2/bf16x2), DMNMX (fp64); the ".NAN"
 # modifier makes them return NaN when either operand is NaN (PTX max.NaN / min.NaN).
 FLOAT_MINMAX = ("FMNMX", "HMNMX2", "DMNMX")
 

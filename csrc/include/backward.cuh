@@ -38,7 +38,8 @@ __device__ __forceinline__ void output_grad(const TrainArgs& a, const float (&ou
 }
 
 // Output layer backward: dW_o, db_o into the warp's slot; acc turns from h_L into
-// g = dL/d(pre-activation of the last hidden layer) = (dout W_o^T) * (h_L > 0).
+// g = dL/d(pre-activation of the last hidden layer) = (dout W_o^T), zeroed where h_L <= 0
+// (a NaN h_L passes its gradient on, as torch's threshold_backward).
 template <int W>
 __device__ __forceinline__ void head_backward(float (&acc)[W / 8][4],
                                               const float (&dout)[2][kMaxOut], const float* small,
