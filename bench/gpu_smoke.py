@@ -61,15 +61,18 @@ def _ops(engine, x, y, g_out, flat):
     loss = engine.step(x, y, flat, grad).clone()
     bgrad = poisoned(flat.numel(), device=device)
     engine.backward(x, flat, g_out, bgrad)
+    # Adam gets the same gradient on every engine and is judged by its update (a lost update
+    # would hide in the parameters' size).
+    g_adam = torch.randn(flat.shape, generator=torch.Generator().manual_seed(3)).to(device)
     params = flat.clone()
     state = engine.optimizer_state("adam", 1e-3, flat.numel())
     for _ in range(3):
-        engine.update(params, grad, state)
+        engine.update(params, g_adam, state)
     nan_flat = flat.clone()
     nan_flat[shape.in_dim * shape.width // 2] = float("nan")
     nan_loss = engine.step(x, y, nan_flat, torch.empty_like(flat)).clone()
     return {"forward": out, "features": feats, "loss": loss, "gradient": grad,
-            "backward": bgrad, "adam": params, "nan_loss": nan_loss}  # fmt: skip
+            "backward": bgrad, "adam": params - flat, "nan_loss": nan_loss}  # fmt: skip
 
 
 def check(name: str, dims, dtype, n: int, device: torch.device) -> list[dict]:

@@ -53,8 +53,10 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return error if error == error else float("inf")
 
 
-def _results(engine, x, y, flat, g_out) -> dict[str, torch.Tensor]:
-    """Every op's output on ``engine`` (outputs start as NaN: an unwritten element fails)."""
+def _results(engine, x, y, flat, g_out, g_adam) -> dict[str, torch.Tensor]:
+    """Every op's output on ``engine`` (outputs start as NaN: an unwritten element fails).
+    Adam is given the same gradient ``g_adam`` on every engine and judged by its update, not
+    the parameters after it: an update lost in the parameters' size would still pass."""
     n, shape, device = x.shape[0], engine.shape, x.device
     nan = float("nan")
     out = torch.full((n, shape.out_dim), nan, device=device)
@@ -67,9 +69,9 @@ def _results(engine, x, y, flat, g_out) -> dict[str, torch.Tensor]:
     params = flat.clone()
     state = engine.optimizer_state("adam", 1e-3, flat.numel())
     for _ in range(2):
-        engine.update(params, grad, state)
+        engine.update(params, g_adam, state)
     return {"forward": out, "features": feats, "loss": loss, "gradient": grad,
-            "backward": bgrad, "adam": params}  # fmt: skip
+            "backward": bgrad, "adam": params - flat}  # fmt: skip
 
 
 def _nan_probes(engine, x, y, flat) -> list[str]:
@@ -94,8 +96,9 @@ def _compare_at(kernel, oracle, shape, n, device, input_dtype) -> dict[str, floa
     out = torch.empty(n, shape.out_dim, device=device)
     oracle.forward(x, flat, out)
     g_out = (out - y) / y.numel()
-    want = _results(oracle, x, y, flat, g_out)
-    got = _results(kernel, x, y, flat, g_out)
+    g_adam = torch.randn(flat.shape, generator=torch.Generator().manual_seed(3)).to(device)
+    want = _results(oracle, x, y, flat, g_out, g_adam)
+    got = _results(kernel, x, y, flat, g_out, g_adam)
     return {op: relative_error(got[op], want[op]) for op in OPS}
 
 

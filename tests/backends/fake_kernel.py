@@ -5,6 +5,7 @@ misbehaves the same way:
 
 - ``ok``: the torch backend's numbers; ``wrong``: gradients 1.5x too large;
 - ``nan``: a NaN weight gives a finite loss (what ``fmaxf`` in a ReLU does);
+- ``stale_adam``: Adam's update does nothing (the parameters stay as they were);
 - ``raise``: the step raises; ``exit``: the process ends with status 3; ``signal``: the process
   dies of SIGSEGV (what an illegal address does to a CUDA program).
 """
@@ -37,6 +38,10 @@ class FakeEngine(TorchEngine):
         if mode == "wrong":
             grad.mul_(1.5)
         return loss
+
+    def update(self, params, grad, state):
+        if os.environ.get(MODE_ENV) != "stale_adam":
+            super().update(params, grad, state)
 
 
 class FakeKernelBackend(TorchBackend):
