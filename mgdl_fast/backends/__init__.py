@@ -154,7 +154,8 @@ def _bind_auto(shape, device, input_dtype, rows, options) -> Engine:
         if not why and backend is not None:
             why, engine = _try_candidate(backend, shape, device, input_dtype, rows, options, checks)
             if engine is not None:
-                engine.self_check = checks or None
+                # The torch backend's bind may have set its own verdict (bf16 on CUDA): keep it.
+                engine.self_check = {**(engine.self_check or {}), **checks} or None
                 engine.auto_skipped = skipped
                 return engine
         skipped[candidate] = why

@@ -15,6 +15,7 @@ them, metrics.json records those of each grade). ``MGDL_FAST_SKIP_SELF_CHECK=1``
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -44,11 +45,17 @@ def shape_class(shape: BlockShape) -> tuple:
 
 
 def results() -> dict[str, dict]:
-    """Every self-check verdict of this process, keyed by a readable description."""
-    return {
-        f"{name} {device} D={c[0]} W={c[1]} L={c[2]} C={c[3]} {dtype} {precision}": result
-        for (name, device, c, dtype, precision), result in _results.items()
-    }
+    """Every self-check verdict of this process, keyed by a readable description (options
+    other than the defaults, and tile overrides, appended)."""
+    described, defaults = {}, Options().to_dict()
+    for (name, device, c, dtype, options, env), result in _results.items():
+        chosen = json.loads(options)
+        label = f"{name} {device} D={c[0]} W={c[1]} L={c[2]} C={c[3]} {dtype} "
+        label += chosen.pop("precision")
+        label += "".join(f" {k}={v}" for k, v in chosen.items() if defaults.get(k) != v)
+        label += "".join(f" {k}={v}" for k, v in json.loads(env).items())
+        described[label] = result
+    return described
 
 
 def failure_line(check: dict) -> str:
@@ -63,6 +70,12 @@ def device_name(device: torch.device) -> str:
     from ..io.environment import cpu_name
 
     return cpu_name()
+
+
+def tuning_environment() -> dict[str, str]:
+    """The environment variables that change what a kernel compiles (the Triton tile
+    overrides, ``$MGDL_FAST_TRITON_*``), as set now."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("MGDL_FAST_TRITON_")}
 
 
 def description(backend: Backend, shape: BlockShape, device, input_dtype, options) -> dict:
@@ -86,6 +99,7 @@ def description(backend: Backend, shape: BlockShape, device, input_dtype, option
         "triton": triton_version,
         "shape_class": list(shape_class(shape)),
         "input_dtype": str(input_dtype).removeprefix("torch."),
+        "environment": tuning_environment(),
         **options.to_dict(),
     }
 
@@ -104,7 +118,14 @@ def validate(
     if os.environ.get(SKIP_ENV) == "1":
         return None
     resolved = backend.resolve_options(options, input_dtype)
-    key = (backend.name, str(device), shape_class(shape), str(input_dtype), resolved.precision)
+    key = (
+        backend.name,
+        str(device),
+        shape_class(shape),
+        str(input_dtype),
+        json.dumps(resolved.to_dict(), sort_keys=True),
+        json.dumps(tuning_environment()),
+    )
     with _lock:
         if key not in _results:
             _results[key] = _check(backend, shape, device, input_dtype, resolved, isolate)
@@ -120,7 +141,8 @@ def _check(backend, shape, device, input_dtype, options, isolate: bool) -> dict:
         return {**stored, "cached": True}
     verdict = run_isolated(request(backend, shape, device, input_dtype, options))
     verdict.setdefault("precision", options.precision)
-    verdicts.store(desc, verdict)
+    if not verdict.get("transient"):
+        verdicts.store(desc, verdict)
     return {**verdict, "cached": False}
 
 

@@ -73,10 +73,14 @@ def run_isolated(req: dict) -> dict:
             env=env,
             timeout=timeout,
         )
+    # A timeout (a cold compile on a busy machine) or a failed start says nothing about the
+    # kernel: such a verdict is "transient", kept for this process only, never on disk.
     except subprocess.TimeoutExpired:
-        return {"passed": False, "reason": f"the self-check process did not finish in {timeout} s"}
+        reason = f"the self-check process did not finish in {timeout} s"
+        return {"passed": False, "transient": True, "reason": reason}
     except OSError as exc:
-        return {"passed": False, "reason": f"cannot start the self-check process: {exc}"}
+        reason = f"cannot start the self-check process: {exc}"
+        return {"passed": False, "transient": True, "reason": reason}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARKER):
             return json.loads(line.removeprefix(MARKER))

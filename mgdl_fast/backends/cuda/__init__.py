@@ -114,9 +114,10 @@ class CudaBackend(Backend):
         return EngineMemory(4 * plan.workspace_floats + 4, 0)
 
     def source_files(self) -> list[Path]:
+        """This folder's Python (the engine builds every launch's arguments) and ``_C``."""
         ext = extension()
         binary = [] if isinstance(ext, ImportError) else [Path(ext.__file__)]
-        return [*super().source_files(), *binary]
+        return [*sorted(Path(__file__).parent.glob("*.py")), *binary]
 
     def _bind(self, shape, device, input_dtype, rows, options) -> CudaEngine:
         return CudaEngine(extension(), shape, device, input_dtype, rows, options)
