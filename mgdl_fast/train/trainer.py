@@ -190,8 +190,8 @@ def fit(
     return result
 
 
-def _psnr(loss: float) -> float:
-    return psnr_from_loss(loss) if math.isfinite(loss) else -math.inf
+def _psnr(loss: float, peak: float = 1.0) -> float:
+    return psnr_from_loss(loss, peak) if math.isfinite(loss) else -math.inf
 
 
 def _adaptive_stop(model_cfg: ModelConfig, records: list[GradeRecord]) -> str | None:
@@ -298,7 +298,9 @@ class _GradeTrainer:
             initial = BlockParams.init(self.shape, seed=cfg.seed, device=params.flat.device,
                                        scheme=cfg.init)  # fmt: skip
             first = float(objective.record(self.inputs, initial, with_test=False)["train_loss"])
-            psnr, start = _psnr(loss), _psnr(first)
+            # On the baseline's scale: the objective's peak (a field's data range), not 1.
+            peak = getattr(objective, "peak", 1.0)
+            psnr, start = _psnr(loss, peak), _psnr(first, peak)
         why = collapse_reason(largest, psnr, baseline, start)
         if why is not None:
             raise CollapseError(self.number, run.epochs - 1, loss, why)
