@@ -85,7 +85,8 @@ fit_job() {
     --preset paper --precision fp32 --device cpu --out "$out" --quiet "${budget[@]}" "${mode[@]}")
   echo "== $job: ${cmd[*]}"
   # A diverged run is a result (exit status 1, its grades kept); an interrupted one is not.
-  run_logged "$job" "${cmd[@]}" || [ "$(status_of "$out/metrics.json")" = diverged ]
+  # (set -e does not act inside the "( ... ) || echo" below: every failure returns by hand.)
+  run_logged "$job" "${cmd[@]}" || [ "$(status_of "$out/metrics.json")" = diverged ] || return 1
   collect "$job" "$out/metrics.json" "$out/progress.jsonl" "$out/curves.png"
 }
 
@@ -98,7 +99,7 @@ sweep_job() {
     "--lrs-$optimizer" "${!lrs}" --epochs "$SWEEP_EPOCHS" --downsample "$SWEEP_DOWNSAMPLE"
     --out "$out" --resume)
   echo "== $job: ${cmd[*]}"
-  run_logged "$job" "${cmd[@]}"
+  run_logged "$job" "${cmd[@]}" || return 1
   collect "$job" "$out/sweep.json" "$out/sweep.md" "$out/sweep.png"
 }
 
@@ -118,7 +119,7 @@ adam_eig_job() {
   esac
   local cmd=(mgdl_fast analyze eig "${args[@]}" --optimizer adam --out "$out")
   echo "== $job: ${cmd[*]}"
-  run_logged "$job" "${cmd[@]}"
+  run_logged "$job" "${cmd[@]}" || return 1
   collect "$job" "$out"/eig_adam_{mgdl,sgdl}.json "$out/adam_eigenvalues.png"
 }
 
