@@ -144,12 +144,16 @@ class RunRecord:
         return path
 
     def _append(self, entry: dict) -> None:
+        """Append ``entry`` as one line; a record left empty (its creator stopped, or a torn
+        first line was cut) gets the format line first, so it stays readable."""
+        header = {"format": FORMAT}
         line = (json.dumps(entry) + "\n").encode()
         try:
             if self._torn_at is not None:
                 os.ftruncate(self._fd, self._torn_at)
                 self._torn_at = None
-            os.lseek(self._fd, 0, os.SEEK_END)
+            if os.lseek(self._fd, 0, os.SEEK_END) == 0 and entry != header:
+                line = (json.dumps(header) + "\n").encode() + line
             with atomic.guarded(RECORD):
                 os.write(self._fd, line)
             os.fsync(self._fd)

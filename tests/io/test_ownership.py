@@ -192,3 +192,18 @@ def test_a_users_manifest_json_is_not_taken_for_a_run(tmp_path):
             RunDirectory(folder, mode=mode)
     assert (folder / "manifest.json").read_text() == "my shipping manifest"
     assert os.listdir(folder) == ["manifest.json"]
+
+
+@pytest.mark.parametrize("content", [b"", b'{"form'])
+def test_a_record_cut_before_its_header_gets_one_on_the_next_append(tmp_path, content):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ownership.RECORD).write_bytes(content)  # its creator stopped in its first line
+    with pytest.raises(InputError, match="already holds a run"):
+        RunDirectory(run, mode="new")  # records .lock on the way: the header comes first
+    assert json.loads((run / ownership.RECORD).read_text().splitlines()[0]) == {
+        "format": ownership.FORMAT
+    }
+    _run(run, mode="overwrite")
+    RunDirectory(run, mode="resume").close()
+
