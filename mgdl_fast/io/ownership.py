@@ -166,10 +166,14 @@ class RunRecord:
 
     def remove(self, name: str) -> None:
         """Remove ``name`` when it is recorded and present: a file (or a link, never its
-        target) is unlinked, a directory removed only when empty."""
+        target) is unlinked, a directory removed only when empty; InputError when a folder on
+        the way is a symbolic link."""
         if name not in self.kinds:
             raise InputError(f"{self.root / name} is not a file of this run; it is kept")
-        path = self.root / name
+        # A link on the way (a folder of the run replaced by one) would lead out of the run:
+        # refused; a link at the name itself is removed, never its target.
+        folder, _, base = name.rpartition("/")
+        path = (inside(self.root, folder) if folder else self.root) / base
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
