@@ -34,7 +34,13 @@ OPTIMIZER_TENSORS: dict[str, dict[str, tuple | None]] = {
 
 
 def save_state(path: str | Path, state: TrainingState, config: dict) -> None:
-    """Write ``state`` (and the run's ``config``) to ``path``."""
+    """Write ``state`` (and the run's ``config``) to ``path`` atomically."""
+    atomic.atomic_write(path, lambda tmp: write_state(tmp, state, config))
+
+
+def write_state(path: str | Path, state: TrainingState, config: dict) -> None:
+    """Write ``state`` (and the run's ``config``) straight to ``path``: for a caller whose own
+    atomic write owns the temporary name (a run directory records it first)."""
     tensors = dict(model_tensors(state.model))
     tensors |= {f"objective.{name}": t for name, t in state.objective.items()}
     if state.rng is not None:
@@ -61,7 +67,7 @@ def save_state(path: str | Path, state: TrainingState, config: dict) -> None:
     }
     text = json.dumps(meta)
     cpu = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    atomic.atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata={"state": text}))
+    save_file(cpu, str(path), metadata={"state": text})
 
 
 def load_state(path: str | Path, device: torch.device) -> tuple[TrainingState, dict]:
