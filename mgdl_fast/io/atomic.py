@@ -154,7 +154,8 @@ def temp_name(name: str) -> str:
     return f"{head}/{temp}" if head else temp
 
 
-def _unique_temp(path: Path) -> Path:
+def unique_temp(path: Path) -> Path:
+    """A new, empty temporary file beside ``path`` (same suffix), created exclusively."""
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     return Path(name)
@@ -170,7 +171,7 @@ def atomic_write(
     made: Path | None = None
     try:
         if tmp is None:
-            tmp = _unique_temp(path)
+            tmp = unique_temp(path)
         else:
             tmp.unlink(missing_ok=True)
         made = tmp
