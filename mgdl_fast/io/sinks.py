@@ -3,13 +3,14 @@ its own (created exclusively beside the output) and renaming it into place at th
 
 An existing output is never removed unless the caller says so (``predict --overwrite``), and
 then only a file (replaced atomically by the rename, never followed through a link) or a
-``.zarr`` store this renderer wrote: its ``zarr.json`` carries ``mgdl_fast: render/1`` and it
-holds only that array's own files. A failed render removes its temporary output and nothing
-else. Every write failure is one ``WriteError`` naming the output.
+``.zarr`` store this renderer wrote: its attributes carry ``mgdl_fast: render/1`` and it holds
+only that array's own files (zarr 3's layout or zarr 2's). A failed render removes its
+temporary output and nothing else. Every write failure is one ``WriteError`` naming the output.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -78,14 +79,11 @@ def _own_store_entries(path: Path) -> list[str]:
     try:
         array = zarr.open_array(str(path), mode="r")
         ours = array.attrs.get("mgdl_fast") == RENDER_FORMAT
-        grid = [range(math.ceil(s / c)) for s, c in zip(array.shape, array.chunks)]
+        keys = _store_keys(path, [math.ceil(s / c) for s, c in zip(array.shape, array.chunks)])
     except Exception:  # zarr raises many types for what is not its store
-        ours, grid = False, []
+        ours = False
     if not ours:
         raise InputError(f"--out {path} is not a store mgdl-fast rendered; it is kept")
-    keys = {"zarr.json"} | {
-        "c/" + "/".join(map(str, index)) for index in np.ndindex(*map(len, grid))
-    }
     found = []
     for root, dirs, files in os.walk(path):
         for name in files + [d for d in dirs if Path(root, d).is_symlink()]:
@@ -94,6 +92,17 @@ def _own_store_entries(path: Path) -> list[str]:
                 raise InputError(f"--out {path} holds {rel}, which mgdl-fast did not write; kept")
             found.append(rel)
     return found
+
+
+def _store_keys(path: Path, grid: list[int]) -> set[str]:
+    """The files a render store of ``grid`` chunks holds: zarr 3 writes ``zarr.json`` and
+    chunks ``c/i/j/k``; zarr 2 (which pyproject allows) ``.zarray``, ``.zattrs`` and chunks
+    ``i.j.k`` (its ``dimension_separator``)."""
+    chunks = list(np.ndindex(*grid))
+    if (path / "zarr.json").is_file():
+        return {"zarr.json"} | {"c/" + "/".join(map(str, index)) for index in chunks}
+    separator = json.loads((path / ".zarray").read_text()).get("dimension_separator") or "."
+    return {".zarray", ".zattrs"} | {separator.join(map(str, index)) for index in chunks}
 
 
 def _remove_store(path: Path) -> None:

@@ -100,3 +100,20 @@ def test_a_store_that_cannot_be_replaced_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(atomic.WriteError, match=f"cannot write {store}: .*busy"):
         render.render_to(_model(1), 20, 20, [tmp_path / "r.npy", store], overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["r.zarr"]
+
+
+def test_a_store_in_zarr_2_layout_is_recognised_as_a_render(tmp_path):
+    import zarr
+
+    store = tmp_path / "r.zarr"  # as zarr 2 (pyproject allows >= 2.16) renders it
+    old = zarr.open_array(str(store), mode="w", shape=(300, 20, 1), chunks=(256, 256, 1),
+                          dtype="f4", zarr_format=2)  # fmt: skip
+    old.attrs["mgdl_fast"] = sinks.RENDER_FORMAT
+    old[:] = 1.0
+    assert {".zarray", ".zattrs", "0.0.0", "1.0.0"} <= set(os.listdir(store))
+    (store / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds notes.txt, which mgdl-fast did not write"):
+        sinks.check_output(store, overwrite=True)
+    (store / "notes.txt").unlink()
+    render.render_to(_model(1), 20, 20, [store], overwrite=True)
+    assert zarr.open_array(str(store), mode="r").shape == (20, 20, 1)
