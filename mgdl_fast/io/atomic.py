@@ -95,11 +95,46 @@ def reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _umask_of_proc() -> int | None:
+    """The process umask as Linux reports it (``/proc/self/status``, kernel 4.7 and later),
+    read without changing it; None where it is not reported."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_once() -> int:
+    # Setting the umask to read it briefly gives any file another thread creates mode 0666:
+    # done once, at import, and only where /proc does not say it.
+    mask = _umask_of_proc()
+    if mask is None:
+        mask = os.umask(0)
+        os.umask(mask)
+    return mask
+
+
+_IMPORT_UMASK = _umask_once()
+
+
+def _umask() -> int:
+    """The umask now (as /proc reports it), else the one read at import."""
+    mask = _umask_of_proc()
+    return _IMPORT_UMASK if mask is None else mask
+
+
 def file_mode() -> int:
     """The mode a new file gets here: 0666 less the umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    """The mode a new directory gets here: 0777 less the umask."""
+    return 0o777 & ~_umask()
 
 
 def fsync_dir(path: Path) -> None:
@@ -119,7 +154,8 @@ def temp_name(name: str) -> str:
     return f"{head}/{temp}" if head else temp
 
 
-def _unique_temp(path: Path) -> Path:
+def unique_temp(path: Path) -> Path:
+    """A new, empty temporary file beside ``path`` (same suffix), created exclusively."""
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     return Path(name)
@@ -135,7 +171,7 @@ def atomic_write(
     made: Path | None = None
     try:
         if tmp is None:
-            tmp = _unique_temp(path)
+            tmp = unique_temp(path)
         else:
             tmp.unlink(missing_ok=True)
         made = tmp

@@ -144,12 +144,16 @@ class RunRecord:
         return path
 
     def _append(self, entry: dict) -> None:
+        """Append ``entry`` as one line; a record left empty (its creator stopped, or a torn
+        first line was cut) gets the format line first, so it stays readable."""
+        header = {"format": FORMAT}
         line = (json.dumps(entry) + "\n").encode()
         try:
             if self._torn_at is not None:
                 os.ftruncate(self._fd, self._torn_at)
                 self._torn_at = None
-            os.lseek(self._fd, 0, os.SEEK_END)
+            if os.lseek(self._fd, 0, os.SEEK_END) == 0 and entry != header:
+                line = (json.dumps(header) + "\n").encode() + line
             with atomic.guarded(RECORD):
                 os.write(self._fd, line)
             os.fsync(self._fd)
@@ -162,10 +166,14 @@ class RunRecord:
 
     def remove(self, name: str) -> None:
         """Remove ``name`` when it is recorded and present: a file (or a link, never its
-        target) is unlinked, a directory removed only when empty."""
+        target) is unlinked, a directory removed only when empty; InputError when a folder on
+        the way is a symbolic link."""
         if name not in self.kinds:
             raise InputError(f"{self.root / name} is not a file of this run; it is kept")
-        path = self.root / name
+        # A link on the way (a folder of the run replaced by one) would lead out of the run:
+        # refused; a link at the name itself is removed, never its target.
+        folder, _, base = name.rpartition("/")
+        path = (inside(self.root, folder) if folder else self.root) / base
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:

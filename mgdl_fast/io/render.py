@@ -11,20 +11,19 @@ above the available memory. Every output is written to a temporary name and rena
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import tifffile
 import torch
 
 from ..errors import InputError
 from ..grid import grid_rows
 from ..train.model import MultiGradeModel
 from ..train.progress import Progress
-from . import atomic
-from .sinks import SINKS, TILE, Sink, check_output
+from .sinks import SINKS, TILE, Sink, Tiff, Zarr, check_output
 
 # Past this many bytes a TIFF needs 64-bit offsets.
 BIGTIFF_BYTES = 2**32 - 2**25
@@ -54,7 +53,9 @@ def render_to(
 ) -> None:
     """Render into every file of ``paths`` (formats from their extensions), band by band.
     ``overwrite``: an existing output may be replaced (see ``io.sinks``). A band that is not
-    finite stops the render; nothing is left of a failed render."""
+    finite stops the render; nothing is left of a failed render: every output is complete
+    before the first is renamed into place (only a failing rename among those leaves the
+    outputs renamed before it)."""
     for path in paths:
         check_output(path, overwrite)
     shape = (height, width, model.grades[-1].shape.out_dim)
@@ -80,39 +81,33 @@ def render_to(
             # Last: tifffile stops drawing once it has every tile.
             yield band
 
-    tiffs = [p for p in paths if p.suffix.lower() in (".tif", ".tiff")]
+    tiffs = [Tiff(p, shape) for p in paths if p.suffix.lower() in (".tif", ".tiff")]
     sinks: list[Sink] = []
     try:
         for p in paths:
-            if p not in tiffs:
+            if p.suffix.lower() in SINKS:
                 sinks.append(SINKS[p.suffix.lower()](p, shape))
         if tiffs:
-            _write_tiff(tiffs[0], shape, (tile for band in bands() for tile in _tiles(band)))
+            big = math.prod(shape) * 4 > BIGTIFF_BYTES
+            tiffs[0].draw((tile for band in bands() for tile in _tiles(band)), big)
             for extra in tiffs[1:]:
-                atomic.atomic_write(extra, lambda out: shutil.copyfile(tiffs[0], out))
+                assert tiffs[0].tmp is not None
+                extra.copy(tiffs[0].tmp)
         else:
             for _ in bands():
                 pass
         progress.finish()
         for sink in sinks:
-            sink.close()
+            sink.finish()
+        # Every output is complete: only now does any go into place. Stores first: replacing
+        # one is the step that can still be refused.
+        for output in sorted((*sinks, *tiffs), key=lambda o: not isinstance(o, Zarr)):
+            output.commit()
     except BaseException:
-        for sink in sinks:
-            sink.abort()
+        for output in (*sinks, *tiffs):
+            with contextlib.suppress(OSError):  # the first failure is the one to report
+                output.abort()
         raise
-
-
-def _write_tiff(path: Path, shape: tuple[int, int, int], tiles: Iterator[np.ndarray]) -> None:
-    grey = shape[2] == 1
-    big = shape[0] * shape[1] * shape[2] * 4 > BIGTIFF_BYTES
-
-    def write(out: Path) -> None:
-        tifffile.imwrite(
-            out, data=tiles, shape=shape, dtype=np.float32,
-            tile=(TILE, TILE), photometric="minisblack" if grey else "rgb", bigtiff=big,
-        )  # fmt: skip
-
-    atomic.atomic_write(path, write)
 
 
 __all__ = ["render_to"]

@@ -47,7 +47,7 @@ from .images import save_png
 from .manifest import MANIFEST, new_manifest, read_manifest
 from .ownership import RECORD, RunRecord, exists
 from .schema import strict_dumps
-from .state_file import load_state, save_state
+from .state_file import load_state, write_state
 
 CHECKPOINT_STEM = "model"
 LOCK = ".lock"
@@ -278,7 +278,7 @@ class RunDirectory:
         previous = self.manifest.get("state")
         number = int(previous.split("-")[1].split(".")[0]) + 1 if previous else 1
         name = f"state-{number:06d}.safetensors"
-        self._write(name, lambda tmp: save_state(tmp, state, config), kind="state")
+        self._write(name, lambda tmp: write_state(tmp, state, config), kind="state")
         self.manifest["state"] = name
         if previous:
             self.manifest["files"].pop(previous, None)

@@ -3,21 +3,24 @@ its own (created exclusively beside the output) and renaming it into place at th
 
 An existing output is never removed unless the caller says so (``predict --overwrite``), and
 then only a file (replaced atomically by the rename, never followed through a link) or a
-``.zarr`` store this renderer wrote: its ``zarr.json`` carries ``mgdl_fast: render/1`` and it
-holds only that array's own files. A failed render removes its temporary output and nothing
-else. Every write failure is one ``WriteError`` naming the output.
+``.zarr`` store this renderer wrote: its attributes carry ``mgdl_fast: render/1`` and it holds
+only that array's own files (zarr 3's layout or zarr 2's). A failed render removes its
+temporary output and nothing else. Every write failure is one ``WriteError`` naming the output.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import psutil
+import tifffile
 
 from ..errors import InputError
 from . import atomic
@@ -76,14 +79,11 @@ def _own_store_entries(path: Path) -> list[str]:
     try:
         array = zarr.open_array(str(path), mode="r")
         ours = array.attrs.get("mgdl_fast") == RENDER_FORMAT
-        grid = [range(math.ceil(s / c)) for s, c in zip(array.shape, array.chunks)]
+        keys = _store_keys(path, [math.ceil(s / c) for s, c in zip(array.shape, array.chunks)])
     except Exception:  # zarr raises many types for what is not its store
-        ours, grid = False, []
+        ours = False
     if not ours:
         raise InputError(f"--out {path} is not a store mgdl-fast rendered; it is kept")
-    keys = {"zarr.json"} | {
-        "c/" + "/".join(map(str, index)) for index in np.ndindex(*map(len, grid))
-    }
     found = []
     for root, dirs, files in os.walk(path):
         for name in files + [d for d in dirs if Path(root, d).is_symlink()]:
@@ -92,6 +92,17 @@ def _own_store_entries(path: Path) -> list[str]:
                 raise InputError(f"--out {path} holds {rel}, which mgdl-fast did not write; kept")
             found.append(rel)
     return found
+
+
+def _store_keys(path: Path, grid: list[int]) -> set[str]:
+    """The files a render store of ``grid`` chunks holds: zarr 3 writes ``zarr.json`` and
+    chunks ``c/i/j/k``; zarr 2 (which pyproject allows) ``.zarray``, ``.zattrs`` and chunks
+    ``i.j.k`` (its ``dimension_separator``)."""
+    chunks = list(np.ndindex(*grid))
+    if (path / "zarr.json").is_file():
+        return {"zarr.json"} | {"c/" + "/".join(map(str, index)) for index in chunks}
+    separator = json.loads((path / ".zarray").read_text()).get("dimension_separator") or "."
+    return {".zarray", ".zattrs"} | {separator.join(map(str, index)) for index in chunks}
 
 
 def _remove_store(path: Path) -> None:
@@ -103,8 +114,8 @@ def _remove_store(path: Path) -> None:
 
 
 class Sink:
-    """A writer of one output: ``write(top, band)`` per band, then ``close`` (into place) or
-    ``abort`` (its temporary output removed)."""
+    """A writer of one output: ``write(top, band)`` per band, ``finish`` (its temporary output
+    complete), then ``commit`` (into place) or ``abort`` (its temporary output removed)."""
 
     def __init__(self, path: Path, shape: tuple[int, int, int]):
         self.path, self.shape = path, shape
@@ -113,8 +124,25 @@ class Sink:
     def write(self, top: int, band: np.ndarray) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
-        raise NotImplementedError
+    def finish(self) -> None:
+        """Complete the temporary output after the last band; nothing is in place yet."""
+
+    def commit(self) -> None:
+        """Put the finished temporary output in place (mode from the umask, durably)."""
+        assert self.tmp is not None
+        atomic.commit_temp(self.tmp, self.path)
+        self.tmp = None
+
+    def _produce(self, write: Callable[[Path], object]) -> None:
+        """Have ``write(tmp)`` make the whole output at a new temporary name of its own."""
+        try:
+            self.tmp = atomic.unique_temp(self.path)
+            with atomic.guarded(self.path.name):
+                write(self.tmp)
+        except InputError:
+            raise
+        except Exception as exc:  # every writing library raises its own types
+            raise self._fail(exc) from None
 
     def _fail(self, exc: Exception) -> atomic.WriteError:
         return atomic.WriteError(f"cannot write {self.path}: {atomic.reason(exc)}")
@@ -151,14 +179,11 @@ class Npy(Sink):
         except Exception as exc:
             raise self._fail(exc) from None
 
-    def close(self) -> None:
+    def finish(self) -> None:
         try:
             self._file.close()
         except Exception as exc:
             raise self._fail(exc) from None
-        assert self.tmp is not None
-        atomic.commit_temp(self.tmp, self.path)
-        self.tmp = None
 
     def abort(self) -> None:
         if hasattr(self, "_file"):
@@ -189,12 +214,16 @@ class Zarr(Sink):
         except Exception as exc:
             raise self._fail(exc) from None
 
-    def close(self) -> None:
-        if exists(self.path):
-            _remove_store(self.path)
+    def commit(self) -> None:
+        """Replace a store this renderer wrote (checked again) and rename the new one there,
+        readable as the other outputs (``mkdtemp`` makes a folder only its owner reads)."""
         assert self.tmp is not None
         try:
+            if exists(self.path):
+                _remove_store(self.path)
+            os.chmod(self.tmp, atomic.dir_mode())
             self.tmp.rename(self.path)
+            atomic.fsync_dir(self.path.parent)
         except OSError as exc:
             raise self._fail(exc) from None
         self.tmp = None
@@ -214,10 +243,29 @@ class Png(Sink):
     def write(self, top: int, band: np.ndarray) -> None:
         self._pixels[top : top + band.shape[0]] = band
 
-    def close(self) -> None:
-        atomic.atomic_write(self.path, lambda out: save_png(out, self._pixels))
+    def finish(self) -> None:
+        self._produce(lambda out: save_png(out, self._pixels))
+
+
+class Tiff(Sink):
+    """A tiled float32 TIFF. Not fed bands: tifffile pulls the tiles from ``draw``'s iterator
+    (``[TILE, TILE(, C)]`` each, row-major), or the file is a ``copy`` of another's."""
+
+    def draw(self, tiles: Iterator[np.ndarray], bigtiff: bool) -> None:
+        grey = self.shape[2] == 1
+
+        def write(out: Path) -> None:
+            tifffile.imwrite(
+                out, data=tiles, shape=self.shape, dtype=np.float32, tile=(TILE, TILE),
+                photometric="minisblack" if grey else "rgb", bigtiff=bigtiff,
+            )  # fmt: skip
+
+        self._produce(write)
+
+    def copy(self, source: Path) -> None:
+        self._produce(lambda out: shutil.copyfile(source, out))
 
 
 SINKS: dict[str, type[Sink]] = {".npy": Npy, ".zarr": Zarr, ".png": Png}
 
-__all__ = ["FORMATS", "SINKS", "TILE", "Sink", "check_output", "check_png_fits"]
+__all__ = ["FORMATS", "SINKS", "TILE", "Sink", "Tiff", "check_output", "check_png_fits"]

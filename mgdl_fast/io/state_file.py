@@ -20,7 +20,7 @@ from ..train.model import MultiGradeModel
 from ..train.state import GradeProgress, TrainingState
 from . import atomic
 from .checkpoint import encoding_meta, model_from_tensors, model_tensors
-from .schema import field, read_json
+from .schema import KINDS, field, read_json
 
 FORMAT = "mgdl_fast.state/1"
 # Fields every grade record holds, and the optimizer tensors each optimizer saves (shape None:
@@ -34,7 +34,13 @@ OPTIMIZER_TENSORS: dict[str, dict[str, tuple | None]] = {
 
 
 def save_state(path: str | Path, state: TrainingState, config: dict) -> None:
-    """Write ``state`` (and the run's ``config``) to ``path``."""
+    """Write ``state`` (and the run's ``config``) to ``path`` atomically."""
+    atomic.atomic_write(path, lambda tmp: write_state(tmp, state, config))
+
+
+def write_state(path: str | Path, state: TrainingState, config: dict) -> None:
+    """Write ``state`` (and the run's ``config``) straight to ``path``: for a caller whose own
+    atomic write owns the temporary name (a run directory records it first)."""
     tensors = dict(model_tensors(state.model))
     tensors |= {f"objective.{name}": t for name, t in state.objective.items()}
     if state.rng is not None:
@@ -61,7 +67,7 @@ def save_state(path: str | Path, state: TrainingState, config: dict) -> None:
     }
     text = json.dumps(meta)
     cpu = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    atomic.atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata={"state": text}))
+    save_file(cpu, str(path), metadata={"state": text})
 
 
 def load_state(path: str | Path, device: torch.device) -> tuple[TrainingState, dict]:
@@ -127,9 +133,9 @@ def _current(path, meta: dict, tensors: dict, config: dict, finished: int, devic
     grade = field(path, c, "grade", "int", where=w)
     if grade != finished + 1:
         raise InputError(f"{path}: field current.grade is {grade}, after {finished} finished")
-    epochs = per_grade(config["train"].get("epochs"), grade - 1)
+    epochs = per_grade(_epochs(path, config), grade - 1)
     epoch = field(path, c, "epoch", "int", where=w)
-    if not (isinstance(epochs, int) and -1 <= epoch < epochs):
+    if not -1 <= epoch < epochs:
         raise InputError(f"{path}: field current.epoch {epoch} is outside -1..{epochs - 1}")
     series = field(path, c, "series", "dict", where=w)
     for name, pair in series.items():
@@ -142,13 +148,13 @@ def _current(path, meta: dict, tensors: dict, config: dict, finished: int, devic
         if not epoch < budget.epochs <= epochs:
             where = f"{path}: field current.budget.epochs"
             raise InputError(f"{where} is outside {epoch + 1}..{epochs}")
+    wanted = OPTIMIZER_TENSORS[_optimizer(path, config)]
     params = tensors.get("current.params")
     numel = _grade_numel(path, config, grade)
     if params is None or params.shape != (numel,) or not params.is_floating_point():
         raise InputError(f"{path}: tensor current.params is missing or not [{numel}] floats")
     prefix = "current.optimizer."
     optimizer = {n[len(prefix) :]: t for n, t in tensors.items() if n.startswith(prefix)}
-    wanted = OPTIMIZER_TENSORS[config["train"].get("optimizer", "adam")]
     for name, shape in wanted.items():
         t = optimizer.get(name)
         if t is None or tuple(t.shape) != (shape if shape is not None else (numel,)):
@@ -162,6 +168,29 @@ def _current(path, meta: dict, tensors: dict, config: dict, finished: int, devic
         lr=float(field(path, c, "lr", "positive", where=w)),
         retries=field(path, c, "retries", "list", where=w), budget=budget,
     )  # fmt: skip
+
+
+def _epochs(path, config: dict) -> int | list[int]:
+    """The saved ``config.train.epochs``: an integer >= 1, or a non-empty list of them."""
+    epochs = config["train"].get("epochs")
+    values = epochs if isinstance(epochs, list) else [epochs]
+    if not values or not all(KINDS["int"][0](v) and v >= 1 for v in values):
+        raise InputError(
+            f"{path}: field config.train.epochs must be an integer >= 1 or a list of them, "
+            f"got {json.dumps(epochs)}"
+        )
+    return epochs
+
+
+def _optimizer(path, config: dict) -> str:
+    """The saved ``config.train.optimizer`` (adam when absent), one this file knows."""
+    optimizer = config["train"].get("optimizer", "adam")
+    if not (isinstance(optimizer, str) and optimizer in OPTIMIZER_TENSORS):
+        raise InputError(
+            f"{path}: field config.train.optimizer must be one of "
+            f"{', '.join(OPTIMIZER_TENSORS)}, got {json.dumps(optimizer)}"
+        )
+    return optimizer
 
 
 def _grade_numel(path, config: dict, grade: int) -> int:

@@ -82,6 +82,21 @@ CASES = {
         "current.epoch",
     ),  # fmt: skip
     "no params": (_with_current, None, "current.params"),
+    "epochs a string": (
+        lambda m: (_with_current(m), m["config"]["train"].update(epochs="10")),
+        None,
+        "config.train.epochs",
+    ),  # fmt: skip
+    "epochs empty": (
+        lambda m: (_with_current(m), m["config"]["train"].update(epochs=[])),
+        None,
+        "config.train.epochs",
+    ),  # fmt: skip
+    "optimizer unknown": (
+        lambda m: (_with_current(m), m["config"]["train"].update(optimizer="sgd")),
+        lambda t: t.update({"current.params": torch.zeros(8 * 8 + 8 + 8 * 8 + 8 + 8 + 1)}),
+        "config.train.optimizer",
+    ),  # fmt: skip
     "wrong rng": (
         None,
         lambda t: t.update({"rng.torch": torch.zeros(3, dtype=torch.uint8)}),

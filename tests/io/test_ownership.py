@@ -192,3 +192,41 @@ def test_a_users_manifest_json_is_not_taken_for_a_run(tmp_path):
             RunDirectory(folder, mode=mode)
     assert (folder / "manifest.json").read_text() == "my shipping manifest"
     assert os.listdir(folder) == ["manifest.json"]
+
+
+@pytest.mark.parametrize("content", [b"", b'{"form'])
+def test_a_record_cut_before_its_header_gets_one_on_the_next_append(tmp_path, content):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ownership.RECORD).write_bytes(content)  # its creator stopped in its first line
+    with pytest.raises(InputError, match="already holds a run"):
+        RunDirectory(run, mode="new")  # records .lock on the way: the header comes first
+    assert json.loads((run / ownership.RECORD).read_text().splitlines()[0]) == {
+        "format": ownership.FORMAT
+    }
+    _run(run, mode="overwrite")
+    RunDirectory(run, mode="resume").close()
+
+
+def test_a_symlinked_folder_of_the_run_is_not_followed_by_a_removal(tmp_path):
+    run = tmp_path / "run"
+    directory = RunDirectory(run, mode="new")
+    directory.begin({"train": {"feature_store": "disk"}})
+    (run / "features").mkdir()
+    scratch = directory.claim(run / "features" / "train.features", "scratch")
+    scratch.write_text("scratch")
+    directory.close()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "train.features").write_text("precious")
+    (run / "features" / "train.features").unlink()
+    (run / "features").rmdir()
+    (run / "features").symlink_to(elsewhere)  # the run's folder replaced by a link out
+    directory = RunDirectory(run, mode="overwrite")
+    try:
+        with pytest.raises(InputError, match="features is a symbolic link") as info:
+            directory.begin(CONFIG)
+    finally:
+        directory.close()
+    assert "\n" not in str(info.value)
+    assert (elsewhere / "train.features").read_text() == "precious"
