@@ -235,7 +235,7 @@ def read_toml(path: str) -> dict[str, dict[str, Any]]:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise InputError(f"config file not found: {path}") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: not a readable TOML file: {exc}") from None
     return checked(raw, path)
 
