@@ -3,6 +3,8 @@ curves, the summaries over seeds, and ``mgdl-fast approx --study``'s argument ch
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -58,3 +60,37 @@ def test_summaries_over_seeds():
 def test_study_argument_errors(argv, capsys):
     assert main(argv) == 2
     assert "mgdl-fast: error:" in capsys.readouterr().err
+
+
+def test_a_study_keeps_a_users_files_and_titles_its_seeds(tmp_path, capsys, monkeypatch):
+    from mgdl_fast.experiments.construct import plots, study
+
+    from ..helpers import run_cli
+
+    monkeypatch.setattr(study, "MAIN", TINY)
+    monkeypatch.setattr(study, "SAMPLING", {1: (5, 64), 2: (3, 16)})
+    real_study, real_figure, titles = study.trained_study, plots.curves_figure, []
+    monkeypatch.setattr(study, "trained_study", lambda seeds: real_study(seeds, ("sin32",)))
+
+    def figure(panels, path, title):
+        titles.append(title)
+        real_figure(panels, path, title)
+
+    monkeypatch.setattr(plots, "curves_figure", figure)
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "trained.json").write_text("mine")
+    args = ["approx", "--study", "trained", "--seeds", "3,5", "--out", out, "--threads", "1"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "trained.json exists; pass --overwrite" in err, err
+    assert (out / "trained.json").read_text() == "mine" and not titles
+    (out / "trained_curves.png").symlink_to(tmp_path / "elsewhere.png")
+    code, _, err = run_cli([*args, "--overwrite"], capsys)
+    assert code == 2 and "trained_curves.png is a symbolic link" in err and err.count("\n") == 1
+    assert not (tmp_path / "elsewhere.png").exists() and not titles
+    (out / "trained_curves.png").unlink()
+    code, _, err = run_cli([*args, "--overwrite"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "trained.json").read_text())["seeds"] == [3, 5]
+    assert titles == ["train loss, seeds 3, 5"]
+    assert (out / "trained_curves.png").read_bytes()[:4] == b"\x89PNG"
