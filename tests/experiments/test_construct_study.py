@@ -10,7 +10,12 @@ import torch
 
 from mgdl_fast.cli import main
 from mgdl_fast.experiments.construct.targets import TRAINED, function_task
-from mgdl_fast.experiments.construct.trained import Setup, run, strictly_decreasing, summarize
+from mgdl_fast.experiments.construct.trained import (
+    Setup,
+    first_non_decreasing_grade,
+    run,
+    summarize,
+)
 
 TINY = Setup(grades=2, width=8, layers=1, epochs=40, lr=3e-3, record_every=10)
 
@@ -47,9 +52,9 @@ def test_summaries_over_seeds():
             for v in (1.0, 3.0)]  # fmt: skip
     summary = summarize(runs)
     assert summary[0]["train_L2"] == {"mean": 2.0, "std": 1.0}
-    assert strictly_decreasing(summary) is None
+    assert first_non_decreasing_grade(summary) is None
     runs[0]["grades"][1]["train_L2"] = 5.0
-    assert strictly_decreasing(summarize(runs)) == 2
+    assert first_non_decreasing_grade(summarize(runs)) == 2
 
 
 @pytest.mark.parametrize(
