@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..io.environment import environment
 from ..io.manifest import MANIFEST, check_config
 from ..io.rankrun import RankRun
-from ..io.rundir import RunDirectory, metrics_record
+from ..io.rundir import MODES, RunDirectory, metrics_record
 from ..train import FitResult, ModelConfig, TrainConfig, fit
 from ..train.progress import Progress
 from ..train.state import Checkpointer, TrainingState
@@ -38,8 +38,6 @@ from .image import describe_image, load_new_image, load_run_image
 from .plan import describe, make_task, plan
 from .resolve import budget_spent, described, device_of, resolve
 from .resume import resumed_config
-
-MODES = ("new", "resume", "overwrite")
 
 
 def _silent(*message: object) -> None:
