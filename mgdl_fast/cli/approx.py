@@ -1,12 +1,13 @@
 """``mgdl-fast approx --setting 1|2|2d``: MGDL vs SGDL vs MSDL function approximation, with the
 grade-wise error table (printed and in ``approx.json``) and the figures ``approx.png`` and
 ``curves_<model>.png``; ``mgdl-fast approx --study construct|trained|ablations``: paper 2's
-studies (approx_study.py)."""
+studies (approx_study.py). Files already in ``--out`` are replaced only with ``--overwrite``,
+never through a link, once the work has run (``cli.outputs``)."""
 
 from __future__ import annotations
 
-import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -15,11 +16,13 @@ from ..block import INIT_SCHEMES
 from ..errors import InputError
 from ..experiments.approx import MODELS, SETTINGS, run_setting
 from ..experiments.approx.plots import plot_approximations
+from ..io.atomic import atomic_write
 from ..io.curves import plot_curves
 from ..io.environment import environment
 from ..train.config import OPTIMIZERS, TrainConfig
 from ..train.history import GradeRecord
 from .approx_study import STUDIES, run_study
+from .outputs import check_outputs, make_out, write_json
 
 
 def add_parser(sub) -> None:
@@ -70,6 +73,10 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--seeds", default="0,1,2", help="--study trained/ablations: comma-separated seeds"
     )
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the files of an earlier run in --out (default: refuse them)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -133,7 +140,9 @@ def run(args) -> int:
     configs = _train_configs(args, setting)
     device = configs["mgdl"].torch_device()
     out = Path(args.out or f"runs/approx_{setting.name}")
-    out.mkdir(parents=True, exist_ok=True)
+    names = ["approx.json", "approx.png", *(f"curves_{model}.png" for model in models)]
+    check_outputs([out / name for name in names], args.overwrite)
+    make_out(out)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
@@ -143,13 +152,14 @@ def run(args) -> int:
     finally:
         torch.set_num_threads(threads)
     results.update(command=sys.argv, preset=args.preset, environment=environment(device))
-    (out / "approx.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "approx.json", results, indent=2)
     title = task.description
-    plot_approximations(task, predictions, out / "approx.png", title)
+    atomic_write(out / "approx.png", lambda f: plot_approximations(task, predictions, f, title))
     for model, info in results["models"].items():
         records = [GradeRecord.from_dict(r) for r in info["records"]]
         if records:
-            plot_curves(records, out / f"curves_{model}.png", f"{model.upper()} {title}")
+            draw = partial(plot_curves, records, title=f"{model.upper()} {title}")
+            atomic_write(out / f"curves_{model}.png", draw)
     print(format_table(results["rows"]))
     print(f"outputs in {out}")
     diverged = [m for m, info in results["models"].items() if info["diverged"]]

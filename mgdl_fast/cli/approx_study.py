@@ -1,20 +1,31 @@
 """``mgdl-fast approx --study construct|trained|ablations``: paper 2's studies
-(``mgdl_fast.experiments.construct.study``), written as ``<study>.json`` and PNG figures."""
+(``mgdl_fast.experiments.construct.study``), written as ``<study>.json`` and PNG figures: an
+existing one is replaced only with ``--overwrite``, never through a link, once the study has
+run (``cli.outputs``)."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
 from ..experiments.construct import plots, report, study
+from ..io.atomic import atomic_write
 from ..io.environment import environment
+from .outputs import check_outputs, make_out, write_json
 
 STUDIES = ("construct", "trained", "ablations")
+# The figures each study draws, beside its <study>.json.
+FIGURES = {
+    "construct": ("construct_norms.png",),
+    "trained": ("trained_curves.png",),
+    "ablations": ("no_freezing_curves.png", "width.png", "layers.png"),
+}
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -27,23 +38,31 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def _figures(name: str, results: dict, out: Path) -> None:
+def _figures(name: str, results: dict, seeds: tuple[int, ...]) -> dict[str, Callable]:
+    """The study's FIGURES: name -> draw(path)."""
     if name == "construct":
-        plots.construct_figure(results, out / "construct_norms.png")
-    elif name == "trained":
+        return {"construct_norms.png": partial(plots.construct_figure, results)}
+    if name == "trained":
         panels = {t: {k: r[k]["runs"] for k in ("mgdl", "sgdl")} for t, r in results.items()}
-        plots.curves_figure(panels, out / "trained_curves.png", "train loss, seeds 0-2")
-    else:
-        panels = {t: {k: r[k]["runs"] for k in r} for t, r in results["no_freezing"].items()}
-        plots.curves_figure(panels, out / "no_freezing_curves.png", "MGDL vs no freezing")
-        plots.sweep_figure(results["width"], out / "width.png", "trained MGDL by width", "W")
-        plots.sweep_figure(results["layers"], out / "layers.png", "layers per grade", "L")
+        words = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+        return {"trained_curves.png": partial(plots.curves_figure, panels,
+                                              title=f"train loss, {words}")}  # fmt: skip
+    panels = {t: {k: r[k]["runs"] for k in r} for t, r in results["no_freezing"].items()}
+    return {
+        "no_freezing_curves.png": partial(plots.curves_figure, panels, title="MGDL vs no freezing"),
+        "width.png": partial(plots.sweep_figure, results["width"],
+                             title="trained MGDL by width", xlabel="W"),
+        "layers.png": partial(plots.sweep_figure, results["layers"], title="layers per grade",
+                              xlabel="L"),
+    }  # fmt: skip
 
 
 def run_study(args) -> int:
     seeds = _seeds(args.seeds)
     out = Path(args.out or f"runs/approx2_{args.study}")
-    out.mkdir(parents=True, exist_ok=True)
+    record_path = out / f"{args.study}.json"
+    check_outputs([record_path, *(out / name for name in FIGURES[args.study])], args.overwrite)
+    make_out(out)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -59,8 +78,9 @@ def run_study(args) -> int:
     wall = time.perf_counter() - start
     record = {"command": sys.argv, "seeds": list(seeds), "wall_s": wall,
               "environment": environment(torch.device("cpu")), "results": results}  # fmt: skip
-    (out / f"{args.study}.json").write_text(json.dumps(record, indent=1))
-    _figures(args.study, results, out)
+    write_json(record_path, record)
+    for name, draw in _figures(args.study, results, seeds).items():
+        atomic_write(out / name, draw)
     print(report.study_tables(args.study, results))
     print(f"{args.study}: {wall:.0f} s; outputs in {out}")
     return 0

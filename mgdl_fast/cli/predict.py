@@ -7,14 +7,14 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io.checkpoint import load_checkpoint
+from ..io.lazy import MAX_SIDE
 from ..io.render import render_to
 from ..io.sinks import FORMATS, check_output
 from ..train.config import resolve_device
 from ..train.progress import Progress
 
-# Bounds checked before anything is allocated: a side of 2^20 pixels (a 1-tera-pixel grid),
-# and a chunk of 2^26 rows.
-MAX_SIDE = 1 << 20
+# Bounds checked before anything is allocated: a side of MAX_SIDE pixels (2^20, as for an image
+# read: a 1-tera-pixel grid), and a chunk of 2^26 rows.
 MAX_CHUNK = 1 << 26
 
 

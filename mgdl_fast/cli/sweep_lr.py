@@ -3,11 +3,12 @@
 
 While it runs, every finished run is saved to ``sweep_partial.json``; ``--resume`` continues a
 sweep from there (or extends a finished one with new learning rates) without training its runs
-again, and refuses a different configuration."""
+again, and refuses a different configuration. An output file already in ``--out`` is replaced
+only with ``--overwrite`` (or by the sweep it belongs to, resumed), never through a link, and
+only once the sweep has finished (``cli.outputs``)."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -19,10 +20,12 @@ from ..experiments.analysis.data import load_data, parse_synthetic
 from ..experiments.analysis.defaults import DEFAULT_LRS, SWEEP_DEFAULTS
 from ..experiments.analysis.figures import plot_sweep
 from ..experiments.analysis.sweep import markdown_table, row_key, sweep
-from ..io.atomic import write_text
-from ..io.environment import clean_json, environment, write_json
+from ..io.atomic import atomic_write, write_text
+from ..io.environment import clean_json, environment
+from ..io.schema import field, read_json
 from ..train.config import MODEL_KINDS, OPTIMIZERS, ModelConfig, TrainConfig
 from .analyze import _positive
+from .outputs import check_outputs, make_out, write_json
 
 
 def add_parser(sub) -> None:
@@ -57,39 +60,65 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="output directory (default runs/sweep_<task>)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="keep the runs already in --out")
-    mode.add_argument("--overwrite", action="store_true", help="replace the sweep in --out")
+    mode.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the sweep (and any output file) in --out when the new one ends",
+    )
     p.add_argument("--quiet", action="store_true", help="no line per run")
     p.set_defaults(run=run)
 
 
 PARTIAL = "sweep_partial.json"
+# Every file a sweep writes into --out; the first two hold its rows.
+OUTPUTS = (PARTIAL, "sweep.json", "sweep.md", "sweep.png")
 # What a resumed sweep must share with the runs it keeps (the grids may grow).
 _SAME = ("task", "data", "train_points", "models", "train")
+# The fields of a row a resumed sweep reads (``experiments.analysis.sweep``), and their kinds.
+_ROW = {"model": "str", "optimizer": "str", "lr": "positive", "grades_done": "count"}
+_ROW_OR_NULL = {"test_loss": "number", "test_psnr": "number"}
 
 
 def _earlier_rows(out: Path, config: dict, args) -> list[dict]:
     """The rows a sweep in ``out`` already holds (``--resume``); none for a new sweep. Refuses
-    to mix configurations and to replace a sweep without ``--overwrite``."""
-    saved = [out / name for name in (PARTIAL, "sweep.json") if (out / name).exists()]
-    if not saved:
-        return []
-    if args.overwrite:
-        for path in saved:
-            path.unlink()
-        return []
-    if not args.resume:
+    to mix configurations, to write through a link, and to replace files without
+    ``--overwrite`` (a resumed sweep's own excepted). Removes nothing: the outputs are
+    replaced when the new sweep has finished."""
+    saved = [out / name for name in OUTPUTS[:2] if (out / name).exists()]
+    resuming = bool(saved) and args.resume
+    if saved and not (resuming or args.overwrite):
         raise InputError(f"{out} holds a sweep; --resume to continue it, or --overwrite")
-    try:
-        earlier = json.loads(saved[0].read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {saved[0]}: {exc}") from None
+    check_outputs([out / name for name in OUTPUTS], args.overwrite or resuming)
+    if not resuming:
+        return []
+    earlier = _read_sweep(saved[0])
     now = clean_json({key: config[key] for key in _SAME})
-    differ = [key for key in _SAME if earlier.get("config", {}).get(key) != now[key]]
+    differ = [key for key in _SAME if earlier["config"].get(key) != now[key]]
     if differ:
         raise InputError(
             f"--resume: {saved[0]} was made with another {', '.join(differ)}; use another --out"
         )
     return list(earlier["rows"])
+
+
+def _read_sweep(path: Path) -> dict:
+    """A saved sweep (``sweep.json`` or the partial one), checked field by field."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    earlier = read_json(path, text)
+    if not isinstance(earlier, dict):
+        raise InputError(f"{path}: not a sweep (a JSON object with config and rows)")
+    field(path, earlier, "config", "dict")
+    for k, row in enumerate(field(path, earlier, "rows", "list")):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}: field rows[{k}] must be an object")
+        for name, kind in _ROW.items():
+            field(path, row, name, kind, where=f"rows[{k}].")
+        for name, kind in _ROW_OR_NULL.items():
+            field(path, row, name, kind, where=f"rows[{k}].", null=True)
+    return earlier
 
 
 def _merge(done: list[dict], rows: list[dict]) -> list[dict]:
@@ -161,13 +190,13 @@ def run(args) -> int:
         "train": train_cfg.to_dict(),
     }
     done = _earlier_rows(out, config, args)
-    out.mkdir(parents=True, exist_ok=True)
+    make_out(out)
     config |= {"grids": grids, "command": "mgdl-fast " + " ".join(sys.argv[1:])}
     env = environment(device)
 
     def save_partial(rows: list[dict]) -> None:
         partial = {"config": config, "environment": env, "rows": _merge(done, rows)}
-        write_text(out / PARTIAL, json.dumps(clean_json(partial), indent=1) + "\n")
+        write_json(out / PARTIAL, partial)
 
     rows = sweep(
         lambda: load_data(args.task, downsample=args.downsample, invert=args.invert, device=device),
@@ -180,10 +209,11 @@ def run(args) -> int:
     )
     rows = _merge(done, rows)
     table = markdown_table(rows, psnr=not synthetic)
+    title = f"Final test loss against the learning rate: {args.task}"
+    atomic_write(out / "sweep.png", lambda tmp: plot_sweep(rows, tmp, title))
+    write_text(out / "sweep.md", table + "\n")
     write_json(out / "sweep.json", {"config": config, "environment": env, "rows": rows})
     (out / PARTIAL).unlink(missing_ok=True)
-    (out / "sweep.md").write_text(table + "\n")
-    plot_sweep(rows, out / "sweep.png", f"Final test loss against the learning rate: {args.task}")
     print(table)
     print(f"wrote {out}/sweep.json, sweep.md and sweep.png")
     return 0

@@ -20,8 +20,8 @@ from ..errors import InputError
 from .images import Image, check_image_path, crop_origin, from_array, load_image
 
 LAZY_SUFFIXES = (".npy", ".tif", ".tiff", ".zarr")
-# The largest side accepted, checked from the header before any pixel is read (a header that
-# claims more is refused, not allocated): 2^20 pixels.
+# The largest side accepted, 2^20 pixels: of an image, checked from the header before any pixel
+# is read (a header that claims more is refused, not allocated); of a grid predict renders.
 MAX_SIDE = 1 << 20
 
 

@@ -4,8 +4,9 @@ Format ``mgdl_fast.manifest/1``::
 
     {"format": "mgdl_fast.manifest/1",
      "files": {"<run-relative name>": {"sha256": "<64 hex>", "bytes": <int>}, ...},
-     "state": "<name of the current state file, listed in files>" | null,
-     "config": {<the run's configuration>} | null}
+     "state": "state-<NNNNNN>.safetensors, listed in files" | null,
+     "config": {"task": {...}, "preset": "<name>", "model": {...}, "train": {...},
+                "image": {...}, ...} | null}
 
 The first manifest (no files, no state) is written before any other run file, with the
 configuration, so a run stopped at any point can be resumed: from its state when it has one,
@@ -15,6 +16,7 @@ from grade 1 with its configuration otherwise. Manifests written before version 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import InputError
@@ -23,6 +25,10 @@ from .schema import field, read_json
 
 MANIFEST = "manifest.json"
 FORMAT = "mgdl_fast.manifest/1"
+# The state files a run writes (``RunDirectory.save_state``), numbered from 1.
+STATE_NAME = re.compile(r"state-[0-9]{6,}\.safetensors")
+# The parts of a configuration a resume reads, and their kinds (``schema.KINDS``).
+CONFIG_PARTS = {"task": "dict", "preset": "str", "model": "dict", "train": "dict", "image": "dict"}
 
 
 def new_manifest(config: dict | None = None) -> dict:
@@ -43,13 +49,22 @@ def validate(source, data) -> dict:
         field(source, entry, "bytes", "count", where=f"files.{name}.")
     state = field(source, data, "state", "str", null=True)
     if state is not None:
-        ownership.check_name(state, f"{source}: field state")
+        if not STATE_NAME.fullmatch(state):
+            raise InputError(
+                f"{source}: field state must name a state-NNNNNN.safetensors file, got {state!r}"
+            )
         if state not in files:
             raise InputError(f"{source}: field state names {state}, which files does not list")
-    config = data.get("config")
-    if config is not None:
-        field(source, data, "config", "dict")
+    config = field(source, data, "config", "dict", null=True) if "config" in data else None
     return {"format": FORMAT, "files": files, "state": state, "config": config}
+
+
+def check_config(source, config: dict) -> dict:
+    """``config`` (the field of the manifest at ``source`` a resume starts from) checked to hold
+    the parts a resume reads; the run directory itself treats it as opaque."""
+    for part, kind in CONFIG_PARTS.items():
+        field(source, config, part, kind, where="config.")
+    return config
 
 
 def read_manifest(root: Path) -> dict:
@@ -62,4 +77,4 @@ def read_manifest(root: Path) -> dict:
     return validate(path, read_json(path, text))
 
 
-__all__ = ["FORMAT", "MANIFEST", "new_manifest", "read_manifest", "validate"]
+__all__ = ["FORMAT", "MANIFEST", "check_config", "new_manifest", "read_manifest", "validate"]

@@ -1,8 +1,9 @@
 """One run description: ``RunConfig``, six sections (input, task, model, training, resources,
 outputs), every default written once, here. The command line's options are made from these
-fields (``cli/fit.py``; grouped by section, defaults shown from the fields), a TOML file gives
-the same (``mgdl-fast fit --config run.toml``, command-line options override it), and every
-run directory holds its resolved description as ``run.toml``, which reruns it exactly.
+fields (``cli/options.py``, ``add_run_options``; grouped by section, defaults shown from the
+fields), a TOML file gives the same (``mgdl-fast fit --config run.toml``, command-line options
+override it), and every run directory holds its resolved description as ``run.toml``, which
+reruns it exactly.
 
 A field that is ``None`` takes its value from the task's and preset's defaults
 (``tasks.fit_defaults``), settled when the run is resolved (``run/resolve.py``). Unknown keys and
@@ -16,6 +17,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import InputError
+from ..tasks import PRESETS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,8 +25,6 @@ else:  # pragma: no cover (Python 3.10)
     import tomli as tomllib
 
 import tomli_w
-
-FROM_TASK = "the task's and preset's default"
 
 
 def option(default: Any, help: str, kind: str, **cli: Any) -> Any:
@@ -67,7 +67,7 @@ class ModelSection:
     preset: str = option(
         "auto", "quick: short runs on Fourier features; paper: the papers' protocol; colour: "
         "Fang & Xu's colour protocol; auto: paper on CUDA, quick on CPU", "str",
-        choices=("auto", "quick", "paper", "colour"),
+        choices=("auto", *PRESETS),
     )  # fmt: skip
     grades: int | str | None = option(
         None, "grades (SGDL: grades x layers hidden layers); auto: add grades while the "
@@ -235,7 +235,7 @@ def read_toml(path: str) -> dict[str, dict[str, Any]]:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise InputError(f"config file not found: {path}") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: not a readable TOML file: {exc}") from None
     return checked(raw, path)
 

@@ -38,7 +38,8 @@ def load_run_image(saved: dict, given: str | None, run_dir: Path) -> LazyImage:
             places.append(run_dir / saved["path_from_run"])
         if saved.get("source"):
             places.append(Path(saved["source"]))
-        found = next((p for p in places if p.is_file()), None)
+        # exists(), not is_file(): a .zarr image is a folder (the loader checks what it is).
+        found = next((p for p in places if p.exists()), None)
         if found is None:
             listed = ", ".join(str(p) for p in places)
             raise InputError(f"--resume: cannot find the run's image (tried {listed}); pass it")

@@ -3,10 +3,11 @@ settings given again.
 
 Settings that would change finished grades (the task and its options, the model, its inputs,
 the seed, the record cadence, early stopping, the feature cache) are refused when they differ
-from the run's; ``grades`` may grow the run; ``lr``, ``epochs`` and ``optimizer`` apply from the
-grade in progress on (with a note); the device, backend, precision, CUDA graphs, streaming and
-feature store are chosen afresh (``FREE``); the rest (outputs, checkpoints) belongs to each
-invocation.
+from the run's; ``grades`` may grow the run; ``lr``, ``epochs``, ``optimizer`` and
+``time_budget`` apply from the grade in progress on (with a note; the budget is the whole fit's,
+less the finished grades' time, and a grade in progress keeps epochs it already chose); the
+device, backend, precision, CUDA graphs, streaming and feature store are chosen afresh
+(``FREE``); the rest (outputs, checkpoints) belongs to each invocation.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ FIXED = {
     ("training", "early_stop"): ("train", "early_stopping"),
     ("input", "crop"): ("image", "crop"),
 }
-LATER_GRADES = ("lr", "epochs", "optimizer")
+# training field -> its key in the resolved configuration's train part.
+LATER_GRADES = {"lr": "lr", "epochs": "epochs", "optimizer": "optimizer",
+                "time_budget": "time_budget_s"}  # fmt: skip
 FREE = ("device", "backend", "precision", "deterministic", "cuda_graph", "stream",
         "feature_store")  # fmt: skip
 
@@ -86,11 +89,11 @@ def resumed_config(
     for name, key in (("max_grades", "max_grades"), ("min_gain", "min_gain_db")):
         if name in model_given:
             config["model"][key] = candidate["model"][key]
-    for key in LATER_GRADES:
-        if key in training_given and candidate["train"][key] != saved["train"][key]:
+    for name, key in LATER_GRADES.items():
+        if name in training_given and candidate["train"][key] != saved["train"].get(key):
             config["train"][key] = candidate["train"][key]
-            value = training_given[key]
-            notes.append(f"{flag('training', key)} {value} applies from grade {finished + 1} on")
+            value = training_given[name]
+            notes.append(f"{flag('training', name)} {value} applies from grade {finished + 1} on")
     for key in FREE:
         config["train"][key] = candidate["train"][key]
     check_bounds(config)

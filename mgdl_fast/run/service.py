@@ -26,9 +26,9 @@ import torch
 from .. import distributed
 from ..errors import InputError
 from ..io.environment import environment
-from ..io.manifest import MANIFEST
+from ..io.manifest import MANIFEST, check_config
 from ..io.rankrun import RankRun
-from ..io.rundir import RunDirectory, metrics_record
+from ..io.rundir import MODES, RunDirectory, metrics_record
 from ..train import FitResult, ModelConfig, TrainConfig, fit
 from ..train.progress import Progress
 from ..train.state import Checkpointer, TrainingState
@@ -38,8 +38,6 @@ from .image import describe_image, load_new_image, load_run_image
 from .plan import describe, make_task, plan
 from .resolve import budget_spent, described, device_of, resolve
 from .resume import resumed_config
-
-MODES = ("new", "resume", "overwrite")
 
 
 def _silent(*message: object) -> None:
@@ -132,6 +130,8 @@ def prepare(run: RunConfig, given: dict, loaded, out: Path, device, reporter: Re
             "start it again with --overwrite"
         )
     if saved is not None:
+        if state is None:  # a state file's config is checked as the state is read
+            check_config(out / MANIFEST, saved)
         finished = len(state.model) if state else 0
         config, notes = resumed_config(run, given, saved, finished, device)
         image = load_run_image(saved["image"], run.input.image, out)

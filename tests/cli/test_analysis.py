@@ -4,6 +4,7 @@ input as a one-line error with exit status 2."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -178,3 +179,64 @@ def test_bad_input_is_one_line_and_exit_status_2(args, message, tmp_path, capsys
     assert code == 2
     assert stderr.count("\n") == 1 and message in stderr, stderr
     assert stderr.startswith("mgdl-fast: error:")
+
+
+SWEEP_ONE = ["sweep-lr", "synthetic:1", "--optimizers", "gd", "--models", "mgdl", "--lrs-gd",
+             "1e-2", "--epochs", "20", "--grades", "2", "--width", "8", "--quiet"]  # fmt: skip
+
+
+def test_sweep_lr_keeps_a_users_files_and_never_writes_through_a_link(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.md").write_text("my notes")
+    code, _, stderr = run_cli([*SWEEP_ONE, "--out", out], capsys)
+    assert code == 2 and "sweep.md exists; pass --overwrite" in stderr, stderr
+    assert os.listdir(out) == ["sweep.md"] and (out / "sweep.md").read_text() == "my notes"
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_text("not a figure")
+    (out / "sweep.png").symlink_to(elsewhere)
+    code, _, stderr = run_cli([*SWEEP_ONE, "--out", out, "--overwrite"], capsys)
+    assert code == 2 and "sweep.png is a symbolic link" in stderr and stderr.count("\n") == 1
+    assert elsewhere.read_text() == "not a figure" and not (out / "sweep.json").exists()
+    (out / "sweep.png").unlink()
+    assert run_cli([*SWEEP_ONE, "--out", out, "--overwrite"], capsys)[0] == 0
+    assert (out / "sweep.md").read_text().startswith("| optimizer")
+
+
+def test_sweep_lr_overwrite_keeps_the_old_sweep_until_the_new_one_ends(
+    tmp_path, capsys, monkeypatch
+):
+    from mgdl_fast.cli import sweep_lr
+    from mgdl_fast.errors import InputError
+
+    out = tmp_path / "sweep"
+    assert run_cli([*SWEEP_ONE, "--out", out], capsys)[0] == 0
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+
+    def failing(*args, **kwargs):
+        raise InputError("the new sweep failed")
+
+    monkeypatch.setattr(sweep_lr, "sweep", failing)
+    code, _, stderr = run_cli([*SWEEP_ONE, "--out", out, "--overwrite"], capsys)
+    assert code == 2 and "the new sweep failed" in stderr
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: [1, 2], "not a sweep"),
+        (lambda d: {"config": d["config"]}, "field rows is missing"),
+        (lambda d: {**d, "config": []}, "field config must be an object"),
+        (lambda d: {**d, "rows": [{"model": "mgdl"}]}, "field rows[0].optimizer is missing"),
+        (lambda d: {**d, "rows": [{**d["rows"][0], "lr": "fast"}]}, "rows[0].lr must be"),
+    ],
+)
+def test_sweep_lr_resume_refuses_a_damaged_sweep_in_one_line(tmp_path, capsys, edit, message):
+    out = tmp_path / "sweep"
+    assert run_cli([*SWEEP_ONE, "--out", out], capsys)[0] == 0
+    saved = json.loads((out / "sweep.json").read_text())
+    (out / "sweep.json").write_text(json.dumps(edit(saved)))
+    code, _, stderr = run_cli([*SWEEP_ONE, "--out", out, "--resume"], capsys)
+    assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
+    assert "sweep.json" in stderr

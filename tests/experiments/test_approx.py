@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -138,3 +139,21 @@ def test_approx_with_an_explicit_backend_uses_it_for_every_op(tmp_path, capsys):
     for model, info in results["models"].items():
         for record in info["records"]:
             assert set(record["backend"]["ops"].values()) == {"torch"}, (model, record["backend"])
+
+
+def test_approx_keeps_a_users_files_and_never_writes_through_a_link(tmp_path, capsys):
+    out = tmp_path / "a"
+    out.mkdir()
+    (out / "approx.png").write_text("mine")
+    args = ["approx", "--setting", "1", "--J", "4", "--epochs", "20", "--record-every", "10",
+            "--models", "mgdl", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(args) == 2 and "approx.png exists; pass --overwrite" in capsys.readouterr().err
+    assert os.listdir(out) == ["approx.png"]
+    (out / "curves_mgdl.png").symlink_to(tmp_path / "elsewhere.png")
+    assert main([*args, "--overwrite"]) == 2
+    assert "curves_mgdl.png is a symbolic link" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere.png").exists()
+    (out / "curves_mgdl.png").unlink()
+    assert main([*args, "--overwrite"]) == 0
+    assert (out / "approx.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "approx.json").read_text())["setting"] == "1"

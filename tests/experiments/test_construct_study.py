@@ -3,12 +3,19 @@ curves, the summaries over seeds, and ``mgdl-fast approx --study``'s argument ch
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from mgdl_fast.cli import main
 from mgdl_fast.experiments.construct.targets import TRAINED, function_task
-from mgdl_fast.experiments.construct.trained import Setup, run, strictly_decreasing, summarize
+from mgdl_fast.experiments.construct.trained import (
+    Setup,
+    first_non_decreasing_grade,
+    run,
+    summarize,
+)
 
 TINY = Setup(grades=2, width=8, layers=1, epochs=40, lr=3e-3, record_every=10)
 
@@ -45,9 +52,9 @@ def test_summaries_over_seeds():
             for v in (1.0, 3.0)]  # fmt: skip
     summary = summarize(runs)
     assert summary[0]["train_L2"] == {"mean": 2.0, "std": 1.0}
-    assert strictly_decreasing(summary) is None
+    assert first_non_decreasing_grade(summary) is None
     runs[0]["grades"][1]["train_L2"] = 5.0
-    assert strictly_decreasing(summarize(runs)) == 2
+    assert first_non_decreasing_grade(summarize(runs)) == 2
 
 
 @pytest.mark.parametrize(
@@ -58,3 +65,37 @@ def test_summaries_over_seeds():
 def test_study_argument_errors(argv, capsys):
     assert main(argv) == 2
     assert "mgdl-fast: error:" in capsys.readouterr().err
+
+
+def test_a_study_keeps_a_users_files_and_titles_its_seeds(tmp_path, capsys, monkeypatch):
+    from mgdl_fast.experiments.construct import plots, study
+
+    from ..helpers import run_cli
+
+    monkeypatch.setattr(study, "MAIN", TINY)
+    monkeypatch.setattr(study, "SAMPLING", {1: (5, 64), 2: (3, 16)})
+    real_study, real_figure, titles = study.trained_study, plots.curves_figure, []
+    monkeypatch.setattr(study, "trained_study", lambda seeds: real_study(seeds, ("sin32",)))
+
+    def figure(panels, path, title):
+        titles.append(title)
+        real_figure(panels, path, title)
+
+    monkeypatch.setattr(plots, "curves_figure", figure)
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "trained.json").write_text("mine")
+    args = ["approx", "--study", "trained", "--seeds", "3,5", "--out", out, "--threads", "1"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "trained.json exists; pass --overwrite" in err, err
+    assert (out / "trained.json").read_text() == "mine" and not titles
+    (out / "trained_curves.png").symlink_to(tmp_path / "elsewhere.png")
+    code, _, err = run_cli([*args, "--overwrite"], capsys)
+    assert code == 2 and "trained_curves.png is a symbolic link" in err and err.count("\n") == 1
+    assert not (tmp_path / "elsewhere.png").exists() and not titles
+    (out / "trained_curves.png").unlink()
+    code, _, err = run_cli([*args, "--overwrite"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "trained.json").read_text())["seeds"] == [3, 5]
+    assert titles == ["train loss, seeds 3, 5"]
+    assert (out / "trained_curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -76,11 +76,12 @@ def test_options_override_the_config_file(tiny_png, tmp_path, capsys):
         ("[training]\nearly_stop = 1\n", "training.early_stop must be true or false, got 1"),
         ('[task]\nname = "segment"\n', "task.name must be one of regression, denoise, deblur"),
         ("[model\n", "not a readable TOML file"),
+        (b"[model]\nwidth = 16 # \xff\n", "bad.toml: not a readable TOML file"),
     ],
 )
 def test_a_bad_config_file_is_one_line_naming_the_key(tmp_path, capsys, text, line):
     config = tmp_path / "bad.toml"
-    config.write_text(text)
+    config.write_bytes(text if isinstance(text, bytes) else text.encode())
     code, _, err = run_cli(["fit", "--config", config, "--out", tmp_path / "r"], capsys)
     assert code == 2 and line in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()

@@ -16,7 +16,7 @@ import numpy as np
 from .model import construct, grid
 from .network import min_width, realize
 from .targets import CONSTRUCT, TRAINED, function_task
-from .trained import Setup, run, strictly_decreasing, summarize
+from .trained import Setup, first_non_decreasing_grade, run, summarize
 
 # Grades, and the largest grid, of each construction; the 2D grids grow 4x in nodes a grade.
 CONSTRUCT_GRADES = {"smooth": 8, "sin32": 8, "kink": 8, "sines50": 6, "exp_xy": 6, "osc2d": 3}
@@ -90,11 +90,12 @@ def _construct_widths() -> dict:
 def _runs(task, setup: Setup, kind: str, seeds) -> dict:
     runs = [run(task, setup, kind, seed) for seed in seeds]
     summary = summarize(runs)
+    first_not_decreasing = first_non_decreasing_grade(summary) if kind != "sgdl" else None
     return {
         "setup": setup.to_dict(),
         "runs": runs,
         "summary": summary,
-        "first_grade_not_decreasing": strictly_decreasing(summary) if kind != "sgdl" else None,
+        "first_grade_not_decreasing": first_not_decreasing,
     }
 
 

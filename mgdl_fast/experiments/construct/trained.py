@@ -18,8 +18,6 @@ from ...train.config import ModelConfig, TrainConfig
 from ...train.trainer import fit
 from .joint import fit_joint
 
-KINDS = ("mgdl", "sgdl", "joint")
-
 
 @dataclass(frozen=True)
 class Setup:
@@ -118,7 +116,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     return out
 
 
-def strictly_decreasing(summary: list[dict], key: str = "train_L2") -> int | None:
+def first_non_decreasing_grade(summary: list[dict], key: str = "train_L2") -> int | None:
     """The first grade whose mean ``key`` is not below the previous grade's, or None."""
     for prev, row in zip(summary, summary[1:]):
         if not row[key]["mean"] < prev[key]["mean"]:
