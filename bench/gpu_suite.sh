@@ -66,7 +66,8 @@ step_limit() {  # step_limit NAME: its limit in STEPS
   local entry
   for entry in "${STEPS[@]}"; do [ "${entry%%:*}" = "$1" ] && echo "${entry#*:}"; done
 }
-for name in ${MGDL_FAST_SUITE_STAGES//,/ }; do
+selected=${MGDL_FAST_SUITE_STAGES:-}
+for name in ${selected//,/ }; do
   if [[ " ${LIMITS[*]} " != *" $name:"* ]]; then
     echo "gpu_suite: unknown stage '$name' in MGDL_FAST_SUITE_STAGES (stages: ${LIMITS[*]//:[0-9]*/})" >&2
     exit 2
