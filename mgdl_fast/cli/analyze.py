@@ -20,8 +20,10 @@ from ..experiments.analysis.defaults import ADAM_EIG_LR, EIG_DEFAULTS
 from ..experiments.analysis.figures import plot_adam_eigenvalues, plot_eigenvalues
 from ..experiments.analysis.spectrum import HVP_DTYPES, METHODS
 from ..experiments.analysis.tracking import EigenTracker, track_eigenvalues
-from ..io.environment import environment, write_json
+from ..io.atomic import atomic_write
+from ..io.environment import environment
 from ..train.config import ModelConfig, TrainConfig
+from .outputs import check_outputs, make_out, write_json
 
 
 def add_parser(sub) -> None:
@@ -71,11 +73,15 @@ def add_parser(sub) -> None:
     e.add_argument("--seed", type=int, default=0, help="init seed (same for every grade)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     e.add_argument("--out", help="output directory (default runs/eig_<task>)")
+    e.add_argument(
+        "--overwrite", action="store_true", help="replace this analysis's files in --out"
+    )
     e.add_argument("--quiet", action="store_true", help="no line per spectrum")
     e.set_defaults(run=run_eig)
     plot = analyses.add_parser("plot", help="redraw the eigenvalue figure from eig_*.json files")
     plot.add_argument("runs", nargs="+", help="eig_<model>.json files, one panel each")
     plot.add_argument("--out", required=True, help="PNG to write")
+    plot.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     plot.add_argument("--title", help="figure title (default: the runs' task)")
     plot.set_defaults(run=run_plot)
 
@@ -236,16 +242,19 @@ def run_eig(args) -> int:
     models = ("mgdl", "sgdl") if args.model == "both" else (args.model,)
     stops = eig_stops(args, models, defaults)
     out = Path(args.out or f"runs/eig_{Path(args.task).stem.replace(':', '')}")
-    out.mkdir(parents=True, exist_ok=True)
     prefix = "eig_adam" if args.optimizer == "adam" else "eig"
+    figure = out / ("adam_eigenvalues.png" if args.optimizer == "adam" else "eigenvalues.png")
+    outputs = {model: out / f"{prefix}_{model}.json" for model in models}
+    # Named and checked before any work; written atomically once every model has run.
+    check_outputs([*outputs.values(), figure], args.overwrite)
+    make_out(out)
     runs = []
     for model in models:
-        summary = _eig_run(args, model, defaults, stops[model])
-        write_json(out / f"{prefix}_{model}.json", summary)
-        runs.append(summary)
-        print(_summary_line(model, summary))
-    figure = out / ("adam_eigenvalues.png" if args.optimizer == "adam" else "eigenvalues.png")
-    _plot(runs, figure, _title(runs, args.task))
+        runs.append(_eig_run(args, model, defaults, stops[model]))
+        print(_summary_line(model, runs[-1]))
+    for model, summary in zip(models, runs):
+        write_json(outputs[model], summary)
+    atomic_write(figure, lambda tmp: _plot(runs, tmp, _title(runs, args.task)))
     print(f"wrote {figure} and {prefix}_<model>.json")
     return 0
 
@@ -266,6 +275,7 @@ def _plot(runs: list[dict], path: Path, title: str) -> None:
 
 
 def run_plot(args) -> int:
+    check_outputs([Path(args.out)], args.overwrite)
     runs = []
     for path in args.runs:
         try:
@@ -277,7 +287,8 @@ def run_plot(args) -> int:
         runs.append(run)
     if len({r["config"].get("optimizer", "gd") for r in runs}) > 1:
         raise InputError("analyze plot draws GD runs or Adam runs, not both in one figure")
-    _plot(runs, Path(args.out), args.title or _title(runs, runs[0]["config"]["task"]))
+    title = args.title or _title(runs, runs[0]["config"]["task"])
+    atomic_write(Path(args.out), lambda tmp: _plot(runs, tmp, title))
     print(f"wrote {args.out}")
     return 0
 

@@ -47,6 +47,30 @@ def test_eig_on_synthetic_data_writes_json_and_png(tmp_path, capsys):
     assert code == 0 and png.stat().st_size > 1000, stderr
 
 
+def test_eig_and_plot_keep_a_users_files_and_never_write_through_a_link(tmp_path, capsys):
+    out = tmp_path / "eig"
+    out.mkdir()
+    (out / "eig_sgdl.json").write_text("my notes")
+    args = ["analyze", "eig", "synthetic:1", "--width", "8", "--out", out, *EIG_TINY]
+    code, _, stderr = run_cli(args, capsys)
+    assert code == 2 and "eig_sgdl.json exists; pass --overwrite" in stderr, stderr
+    assert os.listdir(out) == ["eig_sgdl.json"]
+    assert (out / "eig_sgdl.json").read_text() == "my notes"
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_text("not a figure")
+    (out / "eigenvalues.png").symlink_to(elsewhere)
+    code, _, stderr = run_cli([*args, "--overwrite"], capsys)
+    assert code == 2 and "eigenvalues.png is a symbolic link" in stderr and stderr.count("\n") == 1
+    (out / "eigenvalues.png").unlink()
+    assert run_cli([*args, "--overwrite"], capsys)[0] == 0
+    assert json.loads((out / "eig_sgdl.json").read_text())["config"]["model"]["kind"] == "sgdl"
+    assert elsewhere.read_text() == "not a figure"
+    plot = ["analyze", "plot", out / "eig_mgdl.json", "--out", elsewhere]
+    code, _, stderr = run_cli(plot, capsys)
+    assert code == 2 and "elsewhere.png exists; pass --overwrite" in stderr
+    assert run_cli([*plot, "--overwrite"], capsys)[0] == 0 and elsewhere.stat().st_size > 1000
+
+
 def test_eig_under_adam_writes_the_preconditioned_spectra(tmp_path, capsys):
     out = tmp_path / "adam"
     args = ["analyze", "eig", "synthetic:1", "--optimizer", "adam", "--width", "8", "--eta", "1e-2"]
