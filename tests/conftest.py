@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import imageio.v3 as iio
-import numpy as np
 import pytest
 import torch
 
@@ -31,6 +30,16 @@ def _verdict_cache(tmp_path_factory, monkeypatch):
     """Self-check verdicts go to a folder of the test session's, never the user's cache."""
     if "MGDL_FAST_CACHE_DIR" not in os.environ:
         monkeypatch.setenv("MGDL_FAST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: small eigh calls (Hessians, Lanczos) are far faster
+    that way on this project's CPU machines."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +74,8 @@ def shared_image():
 @pytest.fixture
 def tiny_png(tmp_path):
     """A 16x16 8-bit grayscale PNG with a smooth pattern."""
-    yy, xx = np.mgrid[0:16, 0:16]
-    pixels = (127 + 100 * np.sin(xx / 3.0) * np.cos(yy / 4.0)).astype(np.uint8)
+    from .helpers import tiny_pattern  # after the interpreter switch above: it imports mgdl_fast
+
     path = tmp_path / "tiny.png"
-    iio.imwrite(path, pixels)
+    iio.imwrite(path, tiny_pattern())
     return path

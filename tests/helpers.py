@@ -9,6 +9,12 @@ from mgdl_fast import ModelConfig, TrainConfig, from_array
 from mgdl_fast.cli import main
 
 
+def tiny_pattern() -> np.ndarray:
+    """A 16x16 uint8 grayscale image with a smooth pattern: the CLI tests' tiny input."""
+    yy, xx = np.mgrid[0:16, 0:16]
+    return (127 + 100 * np.sin(xx / 3.0) * np.cos(yy / 4.0)).astype(np.uint8)
+
+
 def small_camera(size: int = 32):
     """skimage's cameraman resized to ``size`` x ``size`` (an Image in [0, 1])."""
     pixels = transform.resize(data.camera() / 255.0, (size, size), anti_aliasing=True)

@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-import torch
 
 from ..helpers import run_cli
 
@@ -15,13 +14,7 @@ EIG_TINY = ["--iterations", "30", "--interval", "10", "--k", "3", "--grades", "2
 SWEEP_TINY = ["--epochs", "20", "--grades", "2", "--width", "8", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # See tests/test_lanczos.py: small eigh calls are far faster on one thread here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_eig_on_synthetic_data_writes_json_and_png(tmp_path, capsys):

@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..helpers import run_cli
+from ..helpers import run_cli, tiny_pattern
 
 TINY = ["--epochs", "20", "--grades", "2", "--width", "8", "--quiet", "--checkpoint-every", "7"]
 
@@ -26,9 +26,7 @@ def midway(tmp_path_factory):
     from mgdl_fast.cli import main
 
     root = tmp_path_factory.mktemp("midway")
-    yy, xx = np.mgrid[0:16, 0:16]
-    pixels = 127 + 100 * np.sin(xx / 3.0) * np.cos(yy / 4.0)
-    iio.imwrite(root / "tiny.png", pixels.astype(np.uint8))
+    iio.imwrite(root / "tiny.png", tiny_pattern())
     out = root / "run"
     args = ["fit", root / "tiny.png", "--out", out, *TINY, "--grades", "3"]
     assert main([str(a) for a in args]) == 0

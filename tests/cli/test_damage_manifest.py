@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
-from ..helpers import run_cli
+from ..helpers import run_cli, tiny_pattern
 
 TINY = ["--epochs", "20", "--grades", "2", "--width", "8", "--quiet", "--checkpoint-every", "7"]
 
@@ -22,9 +21,7 @@ def finished(tmp_path_factory):
     from mgdl_fast.cli import main
 
     root = tmp_path_factory.mktemp("finished")
-    yy, xx = np.mgrid[0:16, 0:16]
-    pixels = 127 + 100 * np.sin(xx / 3.0) * np.cos(yy / 4.0)
-    iio.imwrite(root / "tiny.png", pixels.astype(np.uint8))
+    iio.imwrite(root / "tiny.png", tiny_pattern())
     out = root / "run"
     assert main([str(a) for a in ["fit", root / "tiny.png", "--out", out, *TINY]]) == 0
     return out

@@ -23,13 +23,7 @@ from mgdl_fast.tasks.regression import RegressionObjective
 MGDL = ModelConfig(kind="mgdl", grades=2, width=8, layers=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # See tests/experiments/test_lanczos.py: small eigh calls are far faster on one thread here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _adam(epochs: int, lr: float = 1e-2, **kw) -> TrainConfig:

@@ -18,14 +18,7 @@ from mgdl_fast.tasks import FunctionTask
 from mgdl_fast.tasks.functions.target2d import PHASES, function_2d, target_2d
 from mgdl_fast.train.features import FeatureCache
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one CPU thread is faster than two (as in ``approx --threads``)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gd(**overrides):

@@ -16,15 +16,7 @@ from mgdl_fast.experiments.analysis.spectrum import iteration_spectrum
 from mgdl_fast.tasks import FunctionTask
 from mgdl_fast.tasks.regression import RegressionObjective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """LAPACK's eigh with 2 OpenMP threads on a loaded 2-core machine was measured 100x slower
-    (spin-waiting) than with one thread; these sizes gain nothing from threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _t(values: list[float]) -> torch.Tensor:

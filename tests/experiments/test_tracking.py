@@ -4,7 +4,6 @@ MGDL eigenvalue stopping rule."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mgdl_fast import ModelConfig, TrainConfig, fit
 from mgdl_fast.experiments.analysis.tracking import EIG_STOP_REASON, EigenTracker, track_eigenvalues
@@ -14,13 +13,7 @@ from mgdl_fast.tasks.regression import RegressionObjective
 MGDL = ModelConfig(kind="mgdl", grades=2, width=8, layers=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # See tests/test_lanczos.py: small eigh calls are far faster on one thread here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gd(epochs: int, lr: float, **kw) -> TrainConfig:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from ..helpers import run_cli
+from ..helpers import run_cli, tiny_pattern
 
 TINY = ["--epochs", "30", "--width", "16", "--quiet"]
 
@@ -17,8 +17,7 @@ def test_resume_finds_a_zarr_image_without_being_given_it(tmp_path, capsys):
     zarr = pytest.importorskip("zarr")
     image = tmp_path / "img.zarr"
     store = zarr.open(str(image), mode="w", shape=(16, 16), chunks=(8, 8), dtype=np.uint8)
-    yy, xx = np.mgrid[0:16, 0:16]
-    store[:] = (127 + 100 * np.sin(xx / 3.0) * np.cos(yy / 4.0)).astype(np.uint8)
+    store[:] = tiny_pattern()
     out = tmp_path / "run"
     assert run_cli(["fit", image, "--out", out, "--grades", "1", *TINY], capsys)[0] == 0
     code, _, err = run_cli(["fit", "--out", out, "--resume", "--grades", "2", *TINY], capsys)
