@@ -20,13 +20,22 @@ find_python312() {
   done
 }
 
-# The environment is complete once $VENV/.installed exists (written last): one left half-built
-# by a failed or interrupted install (it holds pyvenv.cfg, not the marker) is built again.
-if [ -f "$VENV/pyvenv.cfg" ] && [ ! -f "$VENV/.installed" ]; then
+# An install this script starts marks its environment $INCOMPLETE first and removes the mark
+# last: an environment still marked is this script's own, left half-built by a failed or
+# interrupted install, and is built again. Nothing unmarked is ever removed.
+INCOMPLETE=.mgdl_fast_incomplete
+if [ -L "$VENV" ] && [ -f "$VENV/$INCOMPLETE" ]; then
+  echo "check_torch211: $VENV is an incomplete install behind a link; remove it by hand" >&2
+  exit 2
+elif [ -f "$VENV/$INCOMPLETE" ]; then
   echo "check_torch211: $VENV is incomplete (an install did not finish); building it again"
   rm -rf "$VENV"
 fi
-if [ ! -f "$VENV/.installed" ]; then
+if { [ -e "$VENV" ] || [ -L "$VENV" ]; } && [ ! -x "$VENV/bin/python" ]; then
+  echo "check_torch211: $VENV exists but is no Python environment; move it or set VENV_TORCH211" >&2
+  exit 2
+fi
+if [ ! -x "$VENV/bin/python" ]; then
   free_gb=$(df -Pk . | awk 'NR == 2 {print int($4 / 1048576)}')
   if [ "$free_gb" -lt 10 ]; then
     echo "check_torch211: skipped: $free_gb GB free here; its environment needs about 5 GB"
@@ -39,10 +48,11 @@ if [ ! -f "$VENV/.installed" ]; then
   fi
   start=$SECONDS
   "$py" -m venv "$VENV"
+  touch "$VENV/$INCOMPLETE"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q torch==2.11.0 triton==3.6.0 "numpy==2.5.*"
   MGDL_FAST_CUDA=OFF "$VENV/bin/python" -m pip install -q -e ".[test]"
-  touch "$VENV/.installed"
+  rm "$VENV/$INCOMPLETE"
   echo "check_torch211: installed $VENV in $((SECONDS - start)) s"
 fi
 "$VENV/bin/python" -c "import platform, torch, triton, numpy
