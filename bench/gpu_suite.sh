@@ -181,8 +181,11 @@ timeout "$(step_limit summary)" "$PY" bench/epoch_summary.py "$dir/bench.jsonl" 
   cat "$dir/epoch_summary.txt"
   [ -f "$dir/denoise.log" ] && tail -n 5 "$dir/denoise.log"
 } >"$dir/summary.txt"
-tar -czf "$dir.tar.gz" -C "$(dirname "$dir")" "$(basename "$dir")"
-mv "$dir.tar.gz" "$dir/results.tar.gz"
+# Packed into a new file beside the folder (never one of the same name), then moved in.
+archive=$(mktemp "$(dirname "$dir")/.results-XXXXXX")
+tar -czf "$archive" -C "$(dirname "$dir")" "$(basename "$dir")"
+chmod --reference="$dir/summary.txt" "$archive"
+mv "$archive" "$dir/results.tar.gz"
 if [ -n "${OUT:-}" ]; then
   cp "$dir/summary.txt" "$dir/results.tar.gz" "$OUT"/
 fi

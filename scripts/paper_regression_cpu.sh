@@ -36,11 +36,12 @@ export MGDL_FAST_COMMIT
 MGDL_FAST_COMMIT=$(git describe --always --abbrev=12)
 CODE="$RUNS/code-$MGDL_FAST_COMMIT"
 if [ ! -d "$CODE" ]; then
-  rm -rf "$CODE.tmp" && mkdir -p "$CODE.tmp"
-  git archive HEAD mgdl_fast kernels | tar -x -C "$CODE.tmp"
+  # Unpacked into a new folder of its own, then renamed: nothing existing is ever removed.
+  unpacked=$(mktemp -d "$RUNS/.code-XXXXXX")
+  git archive HEAD mgdl_fast kernels | tar -x -C "$unpacked"
   # The wheel ships the top-level kernels/ folder as mgdl_fast.kernels (pyproject.toml).
-  mv "$CODE.tmp/kernels" "$CODE.tmp/mgdl_fast/kernels"
-  mv "$CODE.tmp" "$CODE"
+  mv "$unpacked/kernels" "$unpacked/mgdl_fast/kernels"
+  mv -T "$unpacked" "$CODE"
 fi
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 mgdl_fast() {
